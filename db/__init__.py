@@ -1,0 +1,1 @@
+"""The ECM database schema: versioned SQL migrations and the code that applies them."""

@@ -1,0 +1,1 @@
+"""Code shared by every ECM part: errors, configuration, logging, database access."""
