@@ -86,18 +86,22 @@ def migrate(url: str) -> list[Migration]:
         except psycopg.errors.InsufficientPrivilege as exc:
             raise MigrationError(f"not allowed to create the schema: {describe(exc)}") from None
         except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(f"database went away while migrating: {describe(exc)}") from None
+            raise DatabaseUnavailable(
+                f"database went away while migrating: {describe(exc)}"
+            ) from None
         except psycopg.Error as exc:
             raise MigrationError(f"migration failed: {describe(exc)}") from None
     return done_now
 
 
 def ensure_schema(url: str) -> None:
-    """Apply pending migrations when allowed; a clear error when the schema is missing and cannot be."""
+    """Apply pending migrations when allowed; a clear error when they are needed but cannot be."""
     if not pending(url):
         return
     try:
         migrate(url)
     except MigrationError as exc:
-        raise MigrationError(f"the schema is not up to date and {exc}; run 'ecm-generator init-db' "
-                             "as the database owner") from None
+        raise MigrationError(
+            f"the schema is not up to date and {exc}; run 'ecm-generator init-db' "
+            "as the database owner"
+        ) from None

@@ -41,7 +41,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def env_values(model: type[StrictModel], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def env_values(
+    model: type[StrictModel], environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Values from ECM_<FIELD> environment variables for the model's fields."""
     env = os.environ if environ is None else environ
     out: dict[str, str] = {}

@@ -23,7 +23,9 @@ def database_url(explicit: str | None = None) -> str:
     if not url:
         raise ConfigError(f"no database given: set {URL_ENV} or pass --database-url")
     if not re.match(r"^(postgres|postgresql)://", url) and "=" not in url:
-        raise ConfigError(f"database URL must be a libpq URL (postgresql://...), got {redact(url)!r}")
+        raise ConfigError(
+            f"database URL must be a libpq URL (postgresql://...), got {redact(url)!r}"
+        )
     return url
 
 

@@ -57,19 +57,22 @@ def unprivileged_user() -> str | None:
         with contextlib.suppress(KeyError):
             pwd.getpwnam(name)
             return name
-    raise ClusterError("running as root and no unprivileged account (postgres, nobody) to run PostgreSQL")
+    raise ClusterError(
+        "running as root and no unprivileged account (postgres, nobody) to run PostgreSQL"
+    )
 
 
 class LocalCluster:
     """initdb, start, stop and URLs of one cluster living in its own directory."""
 
     def __init__(self, base_dir: Path | None = None, port: int | None = None, *, fast: bool = True):
-        self.bindir = find_bindir()
-        if self.bindir is None:
+        bindir = find_bindir()
+        if bindir is None:
             raise ClusterError(
                 "no PostgreSQL server binaries found (initdb, pg_ctl): install PostgreSQL "
                 "(Debian: apt-get install postgresql) or set ECM_DATABASE_URL"
             )
+        self.bindir: Path = bindir
         self.base = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="ecm-pg-"))
         self.data = self.base / "data"
         self.logfile = self.base / "postgres.log"
@@ -94,8 +97,18 @@ class LocalCluster:
             os.chown(self.base, pw.pw_uid, pw.pw_gid)
         if (self.data / "PG_VERSION").exists():
             return
-        self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
-                  "--locale=C", "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
         conf = [
             "listen_addresses = '127.0.0.1'",
             f"port = {self.port}",
@@ -112,9 +125,29 @@ class LocalCluster:
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""
         self.init()
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-w", "-t", "60",
-                  "-o", f"-p {self.port}", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.logfile),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {self.port}",
+            "start",
+        )
         log.info("PostgreSQL started on 127.0.0.1:%d (data in %s)", self.port, self.data)
+
+    def ensure_database(self, name: str = DEFAULT_DB) -> str:
+        """Create a database unless it exists; returns its URL."""
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server; silent when it is not running."""

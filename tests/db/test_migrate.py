@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from db.migrate import available, migrate, pending
-from tests.fixtures.postgres import PgServer, EcmDb
+from tests.fixtures.postgres import EcmDb, PgServer
 
 pytestmark = pytest.mark.integration
 

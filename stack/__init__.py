@@ -1,0 +1,1 @@
+"""The local run of the whole stack, and the builders of its tool configurations."""

@@ -1,0 +1,213 @@
+"""`python -m stack`: database, schema, generator, exporter, Prometheus, Alertmanager, locally."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+
+import requests
+
+from db.migrate import migrate
+from ecm_common import cli
+from ecm_common.config import StrictModel, load_config
+from ecm_common.db import URL_ENV, redact
+from ecm_common.errors import ConfigError, EcmError
+from ecm_common.logs import setup_logging
+from ecm_common.pgcluster import LocalCluster
+from stack.runner import Child, Supervisor
+
+log = logging.getLogger("stack")
+
+READY_TIMEOUT_S = 60.0
+
+
+class StackConfig(StrictModel):
+    """Options of the local run."""
+
+    database_url: str | None = None
+    rate: float = 5.0
+    failure_prob: float = 0.02
+    towers: int = 50
+    scenario: str | None = None
+    exporter_port: int = 9742
+    generator_metrics_port: int = 9743
+    prometheus_port: int = 9090
+    alertmanager_port: int = 9093
+    with_prometheus: bool = True
+    state_dir: str | None = None
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line flags; unset flags stay None so lower layers show through."""
+    p = argparse.ArgumentParser(prog="ecm-stack", description=__doc__)
+    p.add_argument("--config", help="YAML file with any of the options below")
+    p.add_argument("--database-url", help=f"use this database instead of a local one ({URL_ENV})")
+    p.add_argument("--rate", type=float, help="generated calls per second (default 5)")
+    p.add_argument("--failure-prob", type=float, help="baseline failure probability (default 0.02)")
+    p.add_argument("--towers", type=int, help="number of towers (default 50)")
+    p.add_argument("--scenario", help="scenario file for the generator instead of baseline traffic")
+    p.add_argument("--exporter-port", type=int, help="exporter /metrics port (default 9742)")
+    p.add_argument("--generator-metrics-port", type=int, help="generator self-metrics port (9743)")
+    p.add_argument("--prometheus-port", type=int, help="Prometheus port (default 9090)")
+    p.add_argument("--alertmanager-port", type=int, help="Alertmanager port (default 9093)")
+    p.add_argument(
+        "--without-prometheus",
+        dest="with_prometheus",
+        action="store_const",
+        const=False,
+        help="do not start Prometheus and Alertmanager even if installed",
+    )
+    p.add_argument("--state-dir", help="where the logs go (default: a new temp dir)")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default INFO)")
+    p.add_argument("--log-format", choices=["text", "json"], help="log line format")
+    return p.parse_args(argv)
+
+
+def check_port_free(port: int, what: str) -> None:
+    """Fail early with a clear line when a port is taken."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            raise ConfigError(
+                f"port {port} for {what} is in use; choose another with the flag"
+            ) from None
+
+
+def wait_http(url: str, child: Child, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Poll url until it answers 200, or fail showing the child's log."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child.exited() is not None:
+            raise EcmError(f"{child.name} exited with status {child.exited()}:\n{child.tail()}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise EcmError(
+        f"{child.name} did not answer at {url} within {timeout_s:.0f} s:\n{child.tail()}"
+    )
+
+
+def python_child(name: str, module: str, args: list[str], state: Path, url: str) -> Child:
+    """A child running one of our packages with this interpreter."""
+    return Child(
+        name, [sys.executable, "-m", module, *args], state / f"{name}.log", env={URL_ENV: url}
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stack until Ctrl-C or until a part dies."""
+    ns = parse_args(argv)
+    flags = {k: v for k, v in vars(ns).items() if k != "config"}
+    cfg = load_config(StackConfig, file=ns.config, flags=flags)
+    setup_logging(cfg.log_level, "json" if cfg.log_format == "json" else "text")
+    state = Path(cfg.state_dir) if cfg.state_dir else Path(tempfile.mkdtemp(prefix="ecm-stack-"))
+    state.mkdir(parents=True, exist_ok=True)
+    check_port_free(cfg.exporter_port, "the exporter")
+    check_port_free(cfg.generator_metrics_port, "the generator's metrics")
+
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    sup = Supervisor()
+    cluster: LocalCluster | None = None
+    try:
+        url = cfg.database_url or os.environ.get(URL_ENV, "")
+        if not url:
+            cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="ecm-pg-")))
+            cluster.start()
+            url = cluster.ensure_database()
+        migrate(url)
+        log.info("database ready: %s", redact(url))
+
+        gen_args = [
+            "--rate",
+            str(cfg.rate),
+            "--failure-prob",
+            str(cfg.failure_prob),
+            "--towers",
+            str(cfg.towers),
+            "--metrics-port",
+            str(cfg.generator_metrics_port),
+        ]
+        if cfg.scenario:
+            gen_args += ["--scenario", cfg.scenario]
+        sup.start(python_child("generator", "generator", gen_args, state, url))
+        exporter = sup.start(
+            python_child("exporter", "exporter", ["--port", str(cfg.exporter_port)], state, url)
+        )
+        wait_http(f"http://127.0.0.1:{cfg.exporter_port}/metrics", exporter)
+
+        urls = {
+            "exporter metrics": f"http://127.0.0.1:{cfg.exporter_port}/metrics",
+            "generator metrics": f"http://127.0.0.1:{cfg.generator_metrics_port}/metrics",
+        }
+        urls.update(start_prometheus_stack(cfg, sup, state))
+        print_banner(urls, state, url)
+        dead = sup.watch()
+        if dead is not None:
+            log.error(
+                "%s exited with status %s; stopping the stack. Its log:\n%s",
+                dead.name,
+                dead.exited(),
+                dead.tail(),
+            )
+            return 1
+        return 0
+    except KeyboardInterrupt:
+        log.info("stopping")
+        return 0
+    finally:
+        sup.stop_all()
+        if cluster is not None:
+            cluster.destroy()
+
+
+def start_prometheus_stack(cfg: StackConfig, sup: Supervisor, state: Path) -> dict[str, str]:
+    """Prometheus and Alertmanager with the committed configs, when installed."""
+    if not cfg.with_prometheus:
+        return {}
+    from stack import local_tools
+
+    return local_tools.start(cfg, sup, state)
+
+
+def print_banner(urls: dict[str, str], state: Path, db_url: str) -> None:
+    """Tell the user where to look."""
+    width = max(len(k) for k in urls)
+    lines = ["", "ECM is running. Press Ctrl-C to stop everything.", ""]
+    lines += [f"  {k.ljust(width)}  {v}" for k, v in urls.items()]
+    lines += [
+        f"  {'database'.ljust(width)}  {redact(db_url)}",
+        f"  {'logs'.ljust(width)}  {state}",
+        "",
+        f"  one-shot report: ECM_DATABASE_URL='{db_url}' \\\n"
+        "      python -m exporter --once --window 10",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def entry() -> int:
+    """Console-script entry point."""
+    return cli.run(main, "ecm-stack")
+
+
+if __name__ == "__main__":
+    sys.exit(entry())
