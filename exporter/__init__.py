@@ -1,0 +1,1 @@
+"""The ECM exporter: incremental rollups of emergency calls, published as Prometheus metrics."""

@@ -1,0 +1,178 @@
+"""Command line: serve /metrics (default), --once report, --check-only."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from types import FrameType
+from typing import NoReturn
+
+from prometheus_client import CollectorRegistry
+
+from ecm_common.cli import run
+from ecm_common.db import database_url, redact
+from ecm_common.errors import ConfigError, EcmError
+from ecm_common.logs import setup_logging
+from exporter.assess import Thresholds
+from exporter.collector import RefreshJob, compute_once
+from exporter.config import ExporterSettings, Window, load_settings
+from exporter.report import as_json, exit_status, text
+from exporter.scheduler import start_scheduler, stop_scheduler
+from exporter.server import MetricsServer, make_app
+
+log = logging.getLogger(__name__)
+
+PROG = "ecm-exporter"
+CONFIG_ENV = "ECM_CONFIG"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad flags are a ConfigError: one line and exit 2, no usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        """Raise instead of printing usage."""
+        raise ConfigError(f"{message} (see --help)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of minutes, got {text!r}"
+        ) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of minutes, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags; option flags default to None so lower layers (YAML, ECM_*) show through."""
+    p = _Parser(
+        prog=PROG,
+        description="Export emergency-call metrics from PostgreSQL to Prometheus.",
+        allow_abbrev=False,  # --window and --windows must never be confused
+    )
+    o = p.add_argument_group("options (also YAML keys and ECM_<NAME> variables)")
+    o.add_argument("--database-url", help="libpq URL (default: ECM_DATABASE_URL)")
+    o.add_argument("--port", help="port for /metrics (default 9742)")
+    o.add_argument("--listen-address", help="address to bind (default 0.0.0.0)")
+    o.add_argument("--interval", help="seconds between refreshes (default 15)")
+    o.add_argument("--windows", help="trailing windows, e.g. 5m,10m,1h (whole minutes)")
+    o.add_argument("--top-n", help="worst towers published per window (default 5)")
+    o.add_argument("--min-calls", help="calls a window needs to be classified (default 20)")
+    o.add_argument("--min-tower-calls", help="calls a tower needs to rank as worst (default 20)")
+    o.add_argument("--warn-failure-ratio", help="failure ratio for WARN (default 0.01)")
+    o.add_argument("--alert-failure-ratio", help="failure ratio for ALERT (default 0.05)")
+    o.add_argument("--warn-p95-seconds", help="p95 latency for WARN (default 4)")
+    o.add_argument("--alert-p95-seconds", help="p95 latency for ALERT (default 8)")
+    o.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    o.add_argument("--log-format", help="text or json (default text)")
+    m = p.add_argument_group("modes")
+    m.add_argument("--config", help=f"YAML configuration file (default: ${CONFIG_ENV})")
+    m.add_argument("--check-only", action="store_true", help="validate the configuration and exit")
+    m.add_argument("--once", action="store_true", help="print one report and exit (0/10/20)")
+    m.add_argument("--window", type=_positive_int, default=10, help="minutes, for --once (10)")
+    m.add_argument("--json", action="store_true", help="with --once: print JSON")
+    return p
+
+
+def _settings(args: argparse.Namespace) -> ExporterSettings:
+    flags = {name: getattr(args, name, None) for name in ExporterSettings.model_fields}
+    config = args.config or os.environ.get(CONFIG_ENV) or None
+    return load_settings(file=config, flags=flags)
+
+
+def thresholds(s: ExporterSettings) -> Thresholds:
+    """The classification settings."""
+    return Thresholds(
+        warn_failure_ratio=s.warn_failure_ratio,
+        alert_failure_ratio=s.alert_failure_ratio,
+        warn_p95_seconds=s.warn_p95_seconds,
+        alert_p95_seconds=s.alert_p95_seconds,
+        min_calls=s.min_calls,
+        min_tower_calls=s.min_tower_calls,
+        top_n=s.top_n,
+    )
+
+
+def _summary(s: ExporterSettings) -> str:
+    db = redact(s.database_url) if s.database_url else "not set (need ECM_DATABASE_URL)"
+    return (
+        f"configuration OK: listen {s.listen_address}:{s.port}, interval {s.interval:g}s, "
+        f"windows {','.join(s.windows)}, thresholds failure {s.warn_failure_ratio:g}/"
+        f"{s.alert_failure_ratio:g}, p95 {s.warn_p95_seconds:g}s/{s.alert_p95_seconds:g}s, "
+        f"min_calls {s.min_calls}, top_n {s.top_n} (min_tower_calls {s.min_tower_calls}), "
+        f"database {db}"
+    )
+
+
+def _once(s: ExporterSettings, args: argparse.Namespace) -> int:
+    th = thresholds(s)
+    v = compute_once(database_url(s.database_url), Window(f"{args.window}m", args.window), th)
+    out = as_json(v, args.window, th) if args.json else text(v, args.window, th)
+    sys.stdout.write(out)
+    return exit_status(v)
+
+
+def _serve(s: ExporterSettings) -> int:
+    url = database_url(s.database_url)
+    registry = CollectorRegistry(auto_describe=False)
+    job = RefreshJob(url, s.window_specs, thresholds(s), s.interval, registry)
+
+    def status() -> str:
+        last = job.last_success
+        when = datetime.fromtimestamp(last, UTC).isoformat(timespec="seconds") if last else "never"
+        return f"database {'up' if job.database_up else 'down'}, last successful refresh {when}"
+
+    try:
+        server = MetricsServer(make_app(job.exposition, status), s.listen_address, s.port)
+    except OSError as exc:
+        raise EcmError(f"cannot listen on {s.listen_address}:{s.port}: {exc.strerror}") from None
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    sched = start_scheduler(job.refresh, s.interval)
+    try:
+        stop.wait()
+    finally:
+        stop_scheduler(sched)
+        server.stop()
+        job.close()
+    log.info("stopped")
+    return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.json and not args.once:
+        raise ConfigError("--json only applies to --once")
+    s = _settings(args)
+    if args.check_only:
+        print(_summary(s))
+        return 0
+    setup_logging(s.log_level, s.log_format)
+    if args.once:
+        return _once(s, args)
+    return _serve(s)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ecm-exporter and python -m exporter."""
+    return run(lambda: _main(argv), PROG)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

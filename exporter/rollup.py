@@ -1,0 +1,342 @@
+"""Per-minute, per-tower rollups with running window sums: refresh cost follows new rows only.
+
+Latency is kept in a histogram of fixed buckets: one bucket per millisecond below 50 ms, then
+log-spaced buckets of ratio 1.02 up to 120 s (values above are clamped to 120 s). A bucket is
+reported by its geometric midpoint, so every order statistic is within sqrt(1.02) - 1 = 0.995%
+(relative) of the true value, and so is p95, a convex combination of two order statistics.
+
+A window of N minutes holds the event minutes (cur - N, cur]: the current partial minute and the
+N - 1 whole minutes before it. No counted call is older than N minutes; calls in the oldest,
+partial minute of the exact N-minute span are left out. Events timestamped in the future count
+in the current minute.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ecm_common.domain import FAILED, REASONS
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+LINEAR_MS = 50
+RATIO = 1.02
+MAX_MS = 120_000
+_LOG_RATIO = math.log(RATIO)
+N_BUCKETS = LINEAR_MS + math.floor(math.log(MAX_MS / LINEAR_MS) / _LOG_RATIO) + 1
+QUANTILE = 0.95
+
+
+def _representatives() -> FloatArray:
+    """The value (ms) each bucket stands for: exact below LINEAR_MS, geometric midpoint above."""
+    idx = np.arange(N_BUCKETS, dtype=np.float64)
+    rep = np.where(idx < LINEAR_MS, idx, LINEAR_MS * RATIO ** (idx - LINEAR_MS + 0.5))
+    return np.minimum(rep, MAX_MS)
+
+
+BUCKET_VALUE_MS = _representatives()
+
+
+def bucket_of(latency_ms: IntArray) -> IntArray:
+    """Histogram bucket index of each latency in milliseconds."""
+    v = np.clip(latency_ms, 0, MAX_MS).astype(np.float64)
+    logs = np.floor(np.log(np.maximum(v, LINEAR_MS) / LINEAR_MS) / _LOG_RATIO) + LINEAR_MS
+    out = np.where(v < LINEAR_MS, v, logs).astype(np.int64)
+    return np.minimum(out, N_BUCKETS - 1)
+
+
+def quantile_from_counts(counts: IntArray, q: float = QUANTILE) -> float:
+    """percentile_cont(q) estimated from bucket counts; NaN when empty."""
+    return float(quantiles_by_row(counts.reshape(1, -1), q)[0])
+
+
+def quantiles_by_row(counts: IntArray, q: float = QUANTILE) -> FloatArray:
+    """percentile_cont(q) per row of a (rows x buckets) count matrix, NaN for empty rows."""
+    n = counts.sum(axis=1)
+    cs = np.cumsum(counts, axis=1)
+    h = q * np.maximum(n - 1, 0)
+    k = np.floor(h).astype(np.int64)
+    frac = h - k
+    last = counts.shape[1] - 1
+    b_lo = np.minimum((cs <= k[:, None]).sum(axis=1), last)
+    b_hi = np.minimum((cs <= np.minimum(k + 1, np.maximum(n - 1, 0))[:, None]).sum(axis=1), last)
+    lo = BUCKET_VALUE_MS[b_lo]
+    hi = BUCKET_VALUE_MS[b_hi]
+    out: FloatArray = lo + frac * (hi - lo)
+    out[n == 0] = np.nan
+    return out
+
+
+class Catalog:
+    """Stable indices for tower ids and failure reasons, shared by rollups and counters."""
+
+    def __init__(self) -> None:
+        self.towers: list[str] = []
+        self.reasons: list[str] = list(REASONS)
+        self._tower_idx: dict[str, int] = {}
+        self._reason_idx: dict[str, int] = {r: i for i, r in enumerate(self.reasons)}
+
+    def tower(self, name: str) -> int:
+        """Index of a tower, adding it when new."""
+        idx = self._tower_idx.get(name)
+        if idx is None:
+            idx = self._tower_idx[name] = len(self.towers)
+            self.towers.append(name)
+        return idx
+
+    def reason(self, name: str) -> int:
+        """Index of a failure reason, adding it when new (reasons outside the vocabulary)."""
+        idx = self._reason_idx.get(name)
+        if idx is None:
+            idx = self._reason_idx[name] = len(self.reasons)
+            self.reasons.append(name)
+        return idx
+
+    def add_towers(self, names: Iterable[str]) -> None:
+        """Make towers known (from the towers table) so they are published with zeros."""
+        for name in names:
+            self.tower(name)
+
+
+@dataclass
+class Rows:
+    """A batch of calls as columns of catalog indices; reason is -1 for successful calls."""
+
+    tower: IntArray
+    reason: IntArray
+    latency_ms: IntArray
+    epoch_s: FloatArray
+
+    def __len__(self) -> int:
+        return len(self.tower)
+
+    @classmethod
+    def from_columns(
+        cls,
+        catalog: Catalog,
+        towers: Sequence[str],
+        statuses: Sequence[str],
+        reasons: Sequence[str | None],
+        latency_ms: Sequence[int],
+        epoch_s: Sequence[float],
+    ) -> Rows:
+        """Map the database's columns to indices."""
+        t = np.fromiter((catalog.tower(x) for x in towers), np.int64, len(towers))
+        r = np.fromiter(
+            (
+                catalog.reason(reason or "UNKNOWN") if status == FAILED else -1
+                for status, reason in zip(statuses, reasons, strict=True)
+            ),
+            np.int64,
+            len(statuses),
+        )
+        return cls(t, r, np.asarray(latency_ms, np.int64), np.asarray(epoch_s, np.float64))
+
+    @classmethod
+    def empty(cls) -> Rows:
+        """No rows."""
+        z = np.zeros(0, np.int64)
+        return cls(z, z, z, np.zeros(0, np.float64))
+
+
+@dataclass
+class MinuteBatch:
+    """The aggregated contribution of some rows to one event minute (sparse, unique keys)."""
+
+    towers: IntArray
+    calls: IntArray
+    latency_sum_ms: IntArray
+    hist_keys: IntArray  # tower * N_BUCKETS + bucket
+    hist_counts: IntArray
+    fail_towers: IntArray
+    fail_reasons: IntArray
+    fail_counts: IntArray
+
+    @classmethod
+    def of(cls, tower: IntArray, reason: IntArray, bucket: IntArray, lat: IntArray) -> MinuteBatch:
+        """Aggregate rows that all belong to the same minute."""
+        towers, inv = np.unique(tower, return_inverse=True)
+        calls = np.bincount(inv, minlength=len(towers)).astype(np.int64)
+        lat_sum = np.bincount(inv, weights=lat, minlength=len(towers)).astype(np.int64)
+        hist_keys, hist_counts = np.unique(tower * N_BUCKETS + bucket, return_counts=True)
+        failed = reason >= 0
+        width = int(reason.max()) + 1 if failed.any() else 1
+        fkeys, fcounts = np.unique(tower[failed] * width + reason[failed], return_counts=True)
+        return cls(
+            towers, calls, lat_sum, hist_keys, hist_counts.astype(np.int64),
+            fkeys // width, fkeys % width, fcounts.astype(np.int64),
+        )  # fmt: skip
+
+
+def _grow(arr: npt.NDArray[np.int64], shape: tuple[int, ...]) -> npt.NDArray[np.int64]:
+    """arr zero-padded to at least shape (capacity doubles so growth is amortised)."""
+    if all(a >= s for a, s in zip(arr.shape, shape, strict=True)):
+        return arr
+    new_shape = tuple(max(a, s, 2 * a) for a, s in zip(arr.shape, shape, strict=True))
+    out = np.zeros(new_shape, np.int64)
+    out[tuple(slice(0, a) for a in arr.shape)] = arr
+    return out
+
+
+class WindowSums:
+    """Running sums over the minutes a window currently covers."""
+
+    def __init__(self, label: str, slots: int) -> None:
+        self.label = label
+        self.slots = slots
+        self.start: int | None = None
+        self.calls = np.zeros(0, np.int64)
+        self.latency_sum_ms = np.zeros(0, np.int64)
+        self.failed = np.zeros((0, 0), np.int64)
+        self.hist = np.zeros(0, np.int64)
+
+    def ensure(self, n_towers: int, n_reasons: int) -> None:
+        """Room for every tower and reason in the catalog."""
+        self.calls = _grow(self.calls, (n_towers,))
+        self.latency_sum_ms = _grow(self.latency_sum_ms, (n_towers,))
+        self.failed = _grow(self.failed, (n_towers, n_reasons))
+        self.hist = _grow(self.hist, (n_towers * N_BUCKETS,))
+
+    def apply(self, batch: MinuteBatch, sign: int) -> None:
+        """Add (sign 1) or remove (sign -1) a batch; keys are unique so fancy indexing is exact."""
+        self.calls[batch.towers] += sign * batch.calls
+        self.latency_sum_ms[batch.towers] += sign * batch.latency_sum_ms
+        self.hist[batch.hist_keys] += sign * batch.hist_counts
+        self.failed[batch.fail_towers, batch.fail_reasons] += sign * batch.fail_counts
+
+
+@dataclass
+class TowerResult:
+    """One tower's values over a window."""
+
+    tower: str
+    calls: int
+    failed: int
+    failure_ratio: float
+    p95_ms: float
+
+
+@dataclass
+class WindowResult:
+    """Everything published for one window."""
+
+    label: str
+    calls: int
+    failed: int
+    latency_sum_ms: int
+    p95_ms: float  # NaN when no calls
+    reason_failed: dict[str, int]
+    towers: list[TowerResult]
+    tower_calls: dict[str, tuple[int, int]] = field(default_factory=dict)  # every known tower
+
+    @property
+    def failure_ratio(self) -> float:
+        """Failed / calls, NaN without calls."""
+        return self.failed / self.calls if self.calls else math.nan
+
+    @property
+    def avg_latency_ms(self) -> float:
+        """Mean latency, NaN without calls."""
+        return self.latency_sum_ms / self.calls if self.calls else math.nan
+
+
+class Rollup:
+    """Per-minute batches for the longest window and running sums for each window."""
+
+    def __init__(self, catalog: Catalog, windows: Sequence[tuple[str, int]]) -> None:
+        """windows: (label, number of minute slots) pairs."""
+        self.catalog = catalog
+        self.sums = [WindowSums(label, slots) for label, slots in windows]
+        self.max_slots = max(slots for _, slots in windows)
+        self.minutes: dict[int, list[MinuteBatch]] = {}
+        self.current: int | None = None
+
+    def advance(self, now: float) -> None:
+        """Move the windows to now: subtract minutes that left each window, evict the oldest."""
+        cur = math.floor(now / 60)
+        if self.current is not None:
+            cur = max(cur, self.current)  # the clock stepped back: keep the windows where they are
+        self.current = cur
+        for ws in self.sums:
+            new_start = cur - ws.slots + 1
+            if ws.start is not None and new_start > ws.start:
+                for minute in sorted(self.minutes):
+                    if ws.start <= minute < new_start:
+                        for batch in self.minutes[minute]:
+                            ws.apply(batch, -1)
+            ws.start = new_start
+        oldest = cur - self.max_slots + 1
+        for minute in [m for m in self.minutes if m < oldest]:
+            del self.minutes[minute]
+
+    def add(self, rows: Rows, now: float) -> None:
+        """Advance to now, then add rows to their own minute if it is still kept."""
+        self.advance(now)
+        assert self.current is not None
+        if not len(rows):
+            return
+        minute = np.minimum(np.floor(rows.epoch_s / 60).astype(np.int64), self.current)
+        keep = minute >= self.current - self.max_slots + 1
+        if not keep.all():
+            rows = Rows(
+                rows.tower[keep], rows.reason[keep], rows.latency_ms[keep], rows.epoch_s[keep]
+            )
+            minute = minute[keep]
+            if not len(minute):
+                return
+        for ws in self.sums:
+            ws.ensure(len(self.catalog.towers), len(self.catalog.reasons))
+        order = np.argsort(minute, kind="stable")
+        minute = minute[order]
+        tower, reason, lat = rows.tower[order], rows.reason[order], rows.latency_ms[order]
+        bucket = bucket_of(lat)
+        cuts = np.flatnonzero(np.diff(minute)) + 1
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(minute)], strict=True):
+            m = int(minute[lo])
+            batch = MinuteBatch.of(tower[lo:hi], reason[lo:hi], bucket[lo:hi], lat[lo:hi])
+            self.minutes.setdefault(m, []).append(batch)
+            for ws in self.sums:
+                if ws.start is not None and m >= ws.start:
+                    ws.apply(batch, 1)
+
+    def result(self, label: str) -> WindowResult:
+        """The window's totals, per reason and per tower; cost O(towers x buckets)."""
+        ws = next(w for w in self.sums if w.label == label)
+        n_t, n_r = len(self.catalog.towers), len(self.catalog.reasons)
+        ws.ensure(n_t, n_r)
+        calls = ws.calls[:n_t]
+        failed = ws.failed[:n_t, :n_r]
+        hist = ws.hist[: n_t * N_BUCKETS].reshape(n_t, N_BUCKETS)
+        failed_t = failed.sum(axis=1)
+        reason_failed = failed.sum(axis=0)
+        active = np.flatnonzero(calls)
+        p95_t = quantiles_by_row(hist[active]) if len(active) else np.zeros(0)
+        towers = [
+            TowerResult(
+                self.catalog.towers[t],
+                int(calls[t]),
+                int(failed_t[t]),
+                float(failed_t[t] / calls[t]),
+                float(p95),
+            )
+            for t, p95 in zip(active.tolist(), p95_t.tolist(), strict=True)
+        ]
+        return WindowResult(
+            label=label,
+            calls=int(calls.sum()),
+            failed=int(failed_t.sum()),
+            latency_sum_ms=int(ws.latency_sum_ms[:n_t].sum()),
+            p95_ms=quantile_from_counts(hist.sum(axis=0)) if n_t else math.nan,
+            reason_failed={r: int(reason_failed[i]) for i, r in enumerate(self.catalog.reasons)},
+            towers=towers,
+            tower_calls={
+                name: (int(calls[i]), int(failed_t[i]))
+                for i, name in enumerate(self.catalog.towers)
+            },
+        )

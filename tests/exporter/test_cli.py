@@ -1,0 +1,168 @@
+"""The command line as a user runs it: --once report, exit statuses, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ecm_common.pgcluster import free_port
+from tests.exporter.helpers import Call, percentile_cont, write_calls
+from tests.fixtures.postgres import EcmDb
+
+pytestmark = pytest.mark.integration
+
+LINE = re.compile(
+    r"^\[(OK|WARN|ALERT)\] last_(\d+)m total=(\d+) failed=(\d+) failure_rate=(\d+\.\d)% "
+    r"avg_latency=(\d+)ms p95=(\d+)ms$"
+)
+# The seed's example: 200 calls, 38 failed, TOWER_5 failing 11 of 41.
+SEED_TOWERS = {"TOWER_5": (41, 11), "TOWER_1": (40, 8), "TOWER_2": (40, 7), "TOWER_3": (40, 6),
+               "TOWER_4": (39, 6)}  # fmt: skip
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """python -m exporter with a clean ECM_* environment."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ECM_")}
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def seed_calls(now: float) -> list[Call]:
+    """200 calls in the last 8 minutes shaped like the seed's example."""
+    calls = []
+    i = 0
+    for tower, (n, failed) in SEED_TOWERS.items():
+        for k in range(n):
+            i += 1
+            lat = 300 + (i * 37) % 700 + (900 if i % 19 == 0 else 0)
+            calls.append(
+                Call(now - 5 - (i % 480), tower, lat, "CORE_TIMEOUT" if k < failed else None)
+            )
+    # Outside the 10-minute window: not counted.
+    calls += [Call(now - 11 * 60 - i, "TOWER_5", 9000, "IMS_UNREACHABLE") for i in range(30)]
+    return calls
+
+
+def test_once_prints_the_seed_report_and_exits_20_on_alert(test_db: EcmDb) -> None:
+    calls = seed_calls(time.time())
+    write_calls(test_db.writer_url, calls)
+    proc = run_cli("--once", "--window", "10", env={"ECM_DATABASE_URL": test_db.reader_url})
+    assert proc.returncode == 20, proc.stderr
+    lines = proc.stdout.splitlines()
+    m = LINE.match(lines[0])
+    assert m, lines[0]
+    inside = [c for c in calls if c.epoch_s > time.time() - 600]
+    lat = [c.latency_ms for c in inside]
+    assert m.group(1, 2, 3, 4, 5) == ("ALERT", "10", "200", "38", "19.0")
+    assert int(m.group(6)) == round(sum(lat) / len(lat))
+    assert int(m.group(7)) == pytest.approx(percentile_cont(lat), rel=0.01)
+    assert lines[1] == "  worst_towers:"
+    assert lines[2] == "    - TOWER_5: failure=26.83% (11/41)"
+    assert lines[3] == "    - TOWER_1: failure=20.00% (8/40)"
+
+
+def test_once_json_has_the_same_numbers(test_db: EcmDb) -> None:
+    write_calls(test_db.writer_url, seed_calls(time.time()))
+    proc = run_cli("--once", "--window", "10", "--json", "--database-url", test_db.reader_url)
+    assert proc.returncode == 20, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert (doc["status"], doc["total"], doc["failed"]) == ("ALERT", 200, 38)
+    assert doc["failure_ratio"] == pytest.approx(0.19)
+    assert doc["reasons"]["CORE_TIMEOUT"] == {"failed": 38, "ratio": pytest.approx(0.19)}
+    assert doc["towers"]["TOWER_5"]["calls"] == 41
+    assert doc["worst_towers"][0] == {
+        "tower": "TOWER_5", "calls": 41, "failed": 11, "failure_ratio": pytest.approx(11 / 41)
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("failed", "status", "code"), [(0, "OK", 0), (2, "WARN", 10), (6, "ALERT", 20)]
+)
+def test_once_exit_status_tells_ok_warn_alert_apart(
+    test_db: EcmDb, failed: int, status: str, code: int
+) -> None:
+    now = time.time()
+    calls = [
+        Call(now - 10 - i, f"TOWER_{i % 4 + 1}", 800, "PSAP_BUSY" if i < failed else None)
+        for i in range(100)
+    ]
+    write_calls(test_db.writer_url, calls)
+    proc = run_cli("--once", "--window", "5", env={"ECM_DATABASE_URL": test_db.reader_url})
+    assert proc.returncode == code, proc.stderr
+    assert proc.stdout.startswith(f"[{status}] last_5m total=100 failed={failed} ")
+
+
+def test_once_with_no_calls_says_so(test_db: EcmDb) -> None:
+    proc = run_cli("--once", env={"ECM_DATABASE_URL": test_db.reader_url})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[OK] last_10m total=0 failed=0 (no calls in the window)\n"
+
+
+def test_unreachable_database_is_one_line_and_exit_3() -> None:
+    url = f"postgresql://ecm@127.0.0.1:{free_port()}/ecm"
+    proc = run_cli("--once", "--database-url", url)
+    assert proc.returncode == 3
+    assert proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "cannot connect" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (["--interval", "soon"], {}, "interval"),
+        (["--bogus"], {}, "--bogus"),
+        (["--windows", "5x"], {}, "5x"),
+        (["--port", "70000"], {}, "port"),
+        (["--window", "0", "--once"], {}, "--window"),
+        (["--warn-failure-ratio", "0.2"], {}, "warn_failure_ratio"),
+        ([], {"ECM_TOP_N": "many"}, "environment"),
+        (["--json"], {}, "--once"),
+    ],
+)
+def test_bad_values_are_one_line_and_exit_2(
+    args: list[str], env: dict[str, str], needle: str
+) -> None:
+    proc = run_cli(*args, "--check-only", env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_yaml_key_is_named(tmp_path: Path) -> None:
+    cfg = tmp_path / "exporter.yml"
+    cfg.write_text("interval: 10\nwindow_size: 5m\n")
+    proc = run_cli("--config", str(cfg), "--check-only")
+    assert proc.returncode == 2
+    assert "window_size" in proc.stderr and str(cfg) in proc.stderr
+
+
+def test_check_only_validates_the_example_and_layers(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "exporter" / "example.yml"
+    proc = run_cli("--config", str(example), "--check-only")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("configuration OK")
+    cfg = tmp_path / "e.yml"
+    cfg.write_text("interval: 30\nwindows: [5m, 1h]\nport: 9000\n")
+    # Flags beat the environment, which beats the file.
+    proc = run_cli(
+        "--config", str(cfg), "--check-only", "--port", "9100", env={"ECM_INTERVAL": "20"}
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        ":9100," in proc.stdout and "interval 20s" in proc.stdout and "windows 5m,1h" in proc.stdout
+    )

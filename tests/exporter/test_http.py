@@ -1,0 +1,91 @@
+"""What Prometheus sees over HTTP: parseable, promtool-clean, and never a database query."""
+
+from __future__ import annotations
+
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.collector import RefreshJob
+from exporter.server import MetricsServer, make_app
+from tests.exporter.conftest import FakeClock
+from tests.exporter.helpers import Call, add_towers, value, write_calls
+from tests.fixtures.postgres import EcmDb
+from tests.fixtures.tools import require_binary
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def server(job: RefreshJob) -> Iterator[MetricsServer]:
+    """The exporter's HTTP server on an ephemeral loopback port."""
+    srv = MetricsServer(make_app(job.exposition, lambda: "database up"), "127.0.0.1", 0)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def get(srv: MetricsServer, path: str) -> tuple[int, str, str]:
+    """Status, content type and body of a GET."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}{path}", timeout=5) as resp:
+            return resp.status, resp.headers["Content-Type"], resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+def test_metrics_parse_and_pass_promtool(
+    test_db: EcmDb, job: RefreshJob, clock: FakeClock, server: MetricsServer
+) -> None:
+    promtool = require_binary("promtool", "prometheus")
+    add_towers(test_db.url, ["TOWER_1", "TOWER_2"])
+    assert job.refresh()
+    write_calls(test_db.writer_url, [Call(clock.now - i, "TOWER_1", 1200 + i, None if i % 5 else
+                                          "PSAP_BUSY") for i in range(50)])  # fmt: skip
+    assert job.refresh()
+    status, ctype, body = get(server, "/metrics")
+    assert status == 200 and ctype.startswith("text/plain")
+    names = {fam.name for fam in text_string_to_metric_families(body)}
+    assert {"ecm_calls", "ecm_calls_failed", "ecm_call_latency_seconds", "ecm_window_calls",
+            "ecm_database_up", "ecm_exporter_query_failures"} <= names  # fmt: skip
+    assert value(body, "ecm_calls_total", tower="TOWER_1") == 50
+    assert value(body, "ecm_calls_total", tower="TOWER_2") == 0
+    assert value(body, "ecm_calls_failed_total", tower="TOWER_1", reason="PSAP_BUSY") == 10
+    assert value(body, "ecm_window_calls", window="5m") == 50
+    assert value(body, "ecm_database_up") == 1
+    assert value(body, "ecm_exporter_refresh_interval_seconds") == 15
+    assert value(body, "ecm_threshold_failure_ratio", level="alert") == 0.05
+    assert (
+        value(body, "ecm_exporter_query_last_success_timestamp_seconds", query="new_calls")
+        == clock.now
+    )
+    assert "refreshed every 15 s" in body
+    check = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
+                           text=True, timeout=30, check=False)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.strip() == "" and check.stderr.strip() == ""
+
+
+def test_scrape_serves_the_prepared_exposition_without_the_database(
+    test_db: EcmDb, job: RefreshJob, clock: FakeClock, server: MetricsServer
+) -> None:
+    write_calls(test_db.writer_url, [Call(clock.now, "TOWER_1", 1000)])
+    assert job.refresh()
+    first = get(server, "/metrics")[2]
+    write_calls(test_db.writer_url, [Call(clock.now, "TOWER_1", 1000)])
+    # New rows show only after the next refresh: scrapes read the cached text.
+    assert get(server, "/metrics")[2] == first
+    assert job.refresh()
+    assert value(get(server, "/metrics")[2], "ecm_window_calls", window="5m") == 2
+
+
+def test_landing_page_health_and_unknown_paths(server: MetricsServer) -> None:
+    status, ctype, body = get(server, "/")
+    assert status == 200 and "text/html" in ctype
+    assert 'href="/metrics"' in body and "database up" in body
+    assert get(server, "/healthz")[:1] == (200,)
+    assert get(server, "/nope")[0] == 404
