@@ -1,0 +1,168 @@
+"""ecm-generator: synthetic emergency calls into PostgreSQL (run, backfill, init-db)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+from db.migrate import migrate
+from ecm_common.cli import run
+from ecm_common.config import load_config
+from ecm_common.db import database_url, redact
+from ecm_common.errors import ConfigError
+from ecm_common.logs import setup_logging
+from generator.config import GeneratorSettings, parse_time
+
+log = logging.getLogger(__name__)
+
+PROG = "ecm-generator"
+COMMANDS = ("run", "backfill", "init-db")
+
+# flag -> help; the settings field is the flag name with dashes turned into underscores.
+OPTIONS: dict[str, str] = {
+    "--database-url": "libpq URL of the database (env ECM_DATABASE_URL)",
+    "--rate": "mean calls per second, Poisson arrivals (default 5)",
+    "--failure-prob": "share of calls that fail, 0..1 (default 0.005)",
+    "--count": "stop after this many calls",
+    "--duration": "stop after this long (90, 30s, 10m, 1h)",
+    "--towers": "number of towers TOWER_1..N (default 50)",
+    "--tower-skew": "Zipf exponent of tower traffic weights, 0 = equal (default 0.8)",
+    "--tower-weights": "explicit weights, e.g. TOWER_1=5,TOWER_2=3",
+    "--reason-weights": "failure reason weights, e.g. IMS_UNREACHABLE=2,CORE_TIMEOUT=3",
+    "--latency-median-ms": "median setup latency of connected phones (default 1800)",
+    "--latency-sigma": "log-normal sigma of setup latency (default 0.35)",
+    "--idle-share": "share of calls from idle phones, 0..1 (default 0.3)",
+    "--idle-median-ms": "median setup latency of idle phones (default 2800)",
+    "--failed-latency-ms": "median time to fail per reason, e.g. PSAP_BUSY=2500",
+    "--core-timeout-ms": "timer at which CORE_TIMEOUT calls end (default 10000)",
+    "--seed": "seed of the random stream: same seed (and --start), same rows",
+    "--start": "timestamp of the stream's origin (ISO 8601; default now)",
+    "--scenario": "scenario YAML file (see docs/scenarios.md)",
+    "--speed": "time compression: K model seconds per wall second (default 1)",
+    "--batch-size": "rows per COPY (default 5000)",
+    "--flush-interval": "longest wait before a partial batch is written, seconds (default 1)",
+    "--queue-size": "calls held in memory before the producer blocks (default 100000)",
+    "--spool-dir": "where batches wait while the database is down",
+    "--dead-letter-file": "JSON lines file for invalid calls",
+    "--max-retries": "retries of a failed batch before it is spooled (default 5)",
+    "--retry-base-delay": "first retry delay, seconds, doubled each retry (default 0.2)",
+    "--retry-max-delay": "longest retry or probe delay, seconds (default 5)",
+    "--metrics-port": "serve the generator's own metrics on this port (e.g. 9743)",
+    "--log-level": "DEBUG, INFO, WARNING or ERROR",
+    "--log-format": "text or json",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one ConfigError line (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=argparse.SUPPRESS, help="YAML file of options")
+    parser.add_argument(
+        "--check-only",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="validate the configuration (and scenario) and exit",
+    )
+    for flag, text in OPTIONS.items():
+        parser.add_argument(flag, default=argparse.SUPPRESS, help=text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: subcommands run (default), backfill and init-db."""
+    parser = _Parser(prog=PROG, description=__doc__)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    _common(sub.add_parser("run", help="generate live traffic (the default)"))
+    bf = sub.add_parser("backfill", help="write history as fast as the database takes it")
+    _common(bf)
+    bf.add_argument(
+        "--from", dest="from_", required=True, help="start: a duration ago (7d) or an ISO timestamp"
+    )
+    bf.add_argument("--to", default="now", help="end: 'now', a duration ago or a timestamp")
+    _common(sub.add_parser("init-db", help="apply the schema migrations (idempotent)"))
+    return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse argv; no subcommand means run (the seed's command line)."""
+    if not any(a in COMMANDS for a in argv if not a.startswith("-")) and not (
+        argv and argv[0] in ("-h", "--help")
+    ):
+        argv = ["run", *argv]
+    return build_parser().parse_args(argv)
+
+
+def settings_from(ns: argparse.Namespace) -> GeneratorSettings:
+    """Merge defaults, the YAML file, ECM_* variables and flags into validated settings."""
+    skip = {"command", "config", "check_only", "from_", "to"}
+    flags: dict[str, Any] = {k: v for k, v in vars(ns).items() if k not in skip}
+    return load_config(GeneratorSettings, file=getattr(ns, "config", None), flags=flags)
+
+
+def _init_db(s: GeneratorSettings) -> int:
+    url = database_url(s.database_url)
+    applied = migrate(url)
+    print(f"schema up to date on {redact(url)} ({len(applied)} migration(s) applied)")
+    return 0
+
+
+def _check(s: GeneratorSettings) -> int:
+    from generator.app import effective_settings, load_model_inputs
+
+    s = effective_settings(s)
+    params, scenario = load_model_inputs(s)
+    if scenario is not None:
+        scenario.timeline(params)
+        for i, ph in enumerate(scenario.phases):
+            towers = scenario.target_names(i)
+            shown = ", ".join(towers[:10]) + (" ..." if len(towers) > 10 else "")
+            print(
+                f"phase {ph.name}: {ph.start:g}s +{ph.duration:g}s on {len(towers)} tower(s): "
+                f"{shown}"
+            )
+    print("configuration OK")
+    return 0
+
+
+def _main(argv: list[str]) -> int:
+    ns = parse_args(argv)
+    s = settings_from(ns)
+    setup_logging(s.log_level, s.log_format)
+    if ns.command == "init-db":
+        return _init_db(s)
+    if getattr(ns, "check_only", False):
+        return _check(s)
+    if ns.command == "backfill":
+        from generator.backfill import backfill_command
+
+        now = datetime.now(UTC)
+        start, end = parse_time(ns.from_, now), parse_time(ns.to, now)
+        if end <= start:
+            raise ConfigError(
+                f"--to ({end.isoformat()}) must be after --from ({start.isoformat()})"
+            )
+        counts = backfill_command(s, start, end)
+        print(f"{PROG}: backfilled {counts.written} calls ({counts.summary()})")
+        return 0
+    from generator.app import run_live
+
+    counts = run_live(s)
+    print(f"{PROG}: wrote {counts.written} calls ({counts.summary()})", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point."""
+    args = sys.argv[1:] if argv is None else argv
+    return run(lambda: _main(args), PROG)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Assembling a run from settings: database checks, the model, the pipeline, signals."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from types import FrameType
+
+import numpy as np
+from pydantic import ValidationError
+
+from db.migrate import ensure_schema
+from ecm_common.config import describe_error
+from ecm_common.db import connect, database_url
+from ecm_common.errors import ConfigError
+from generator.config import GeneratorSettings, model_params, paths
+from generator.metrics import GeneratorMetrics
+from generator.model import CallModel, ModelParams
+from generator.pipeline import Counts, Pipeline, WriteOptions
+from generator.runner import RunLimits, chunk_size, produce
+from generator.scenario import Scenario, load_scenario, read_scenario_file
+from generator.writer import DbWriter, upsert_towers
+
+log = logging.getLogger(__name__)
+
+
+def prepare_database(url: str, params: ModelParams) -> None:
+    """Apply the schema when missing (and allowed) and record the towers; exit 3 if unreachable."""
+    ensure_schema(url)
+    with connect(url, app="ecm-generator") as conn:
+        upsert_towers(conn, params.tower_weights)
+
+
+def write_options(s: GeneratorSettings) -> WriteOptions:
+    """The pipeline's batching and retry settings."""
+    return WriteOptions(
+        batch_size=s.batch_size,
+        flush_interval=s.flush_interval,
+        queue_size=s.queue_size,
+        max_retries=s.max_retries,
+        retry_base_delay=s.retry_base_delay,
+        retry_max_delay=s.retry_max_delay,
+    )
+
+
+def make_pipeline(s: GeneratorSettings, url: str, metrics: GeneratorMetrics) -> Pipeline:
+    """A pipeline writing to url with the configured spool and dead-letter paths."""
+    p = paths(s)
+    return Pipeline(DbWriter(url), p.spool_dir, p.dead_letter_file, write_options(s), metrics)
+
+
+def effective_settings(s: GeneratorSettings) -> GeneratorSettings:
+    """The settings with a scenario's baseline filled in where the user gave no value."""
+    if not s.scenario:
+        return s
+    top = read_scenario_file(s.scenario)
+    explicit = {k: getattr(s, k) for k in s.model_fields_set}
+    try:
+        return GeneratorSettings.model_validate({**top.baseline, **explicit})
+    except ValidationError as exc:
+        raise ConfigError(describe_error(exc, f"scenario {s.scenario}: baseline")) from None
+
+
+def load_model_inputs(s: GeneratorSettings) -> tuple[ModelParams, Scenario | None]:
+    """Model parameters and the validated scenario (if any) for already-effective settings."""
+    params = model_params(s)
+    scenario = load_scenario(s.scenario, n_towers=params.n_towers) if s.scenario else None
+    return params, scenario
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """First SIGINT/SIGTERM sets the event; a second exits at once (the spool is fsync'd)."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            print("ecm-generator: second signal, exiting now", file=sys.stderr, flush=True)
+            os._exit(130)
+        log.info("signal %d: stopping, flushing the queue", signum)
+        stop.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        # Called as a library from another thread: the caller owns signal handling.
+        yield stop
+        return
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def run_live(s: GeneratorSettings) -> Counts:
+    """The ``run`` command: paced traffic until count, duration, scenario end or a signal."""
+    url = database_url(s.database_url)
+    s = effective_settings(s)
+    params, scenario = load_model_inputs(s)
+    timeline = scenario.timeline(params) if scenario else None
+    prepare_database(url, params)
+    metrics = GeneratorMetrics()
+    server = metrics.serve(s.metrics_port) if s.metrics_port is not None else None
+    start = s.start or datetime.now(UTC)
+    model = CallModel(params, timeline, origin_us=int(start.timestamp() * 1_000_000), speed=s.speed)
+    duration = s.duration
+    if duration is None and s.count is None and scenario is not None:
+        duration = scenario.duration
+    limits = RunLimits(count=s.count, duration=duration)
+    rng = np.random.default_rng(s.seed)
+    pipeline = make_pipeline(s, url, metrics)
+    try:
+        with stop_on_signals() as stop:
+            pipeline.start()
+            log.info(
+                "generating at %.2f calls/s over %d towers (failure probability %.3f)%s",
+                params.rate,
+                params.n_towers,
+                params.failure_prob,
+                f", scenario {scenario.name}" if scenario else "",
+            )
+            produce(
+                model,
+                pipeline,
+                rng,
+                limits,
+                chunk_size(params.rate * s.speed, s.flush_interval, s.batch_size),
+                stop,
+            )
+            counts = pipeline.close()
+    finally:
+        if server is not None:
+            server.shutdown()
+    return counts

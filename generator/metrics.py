@@ -1,0 +1,64 @@
+"""The generator's own metrics (docs/CONTRACT.md), in a registry of their own."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class GeneratorMetrics:
+    """Counters, gauges and the batch write histogram of one generator process."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.generated = Counter(
+            "ecm_generator_calls_generated",
+            "Calls generated and handed to the write path.",
+            registry=r,
+        )
+        self.written = Counter(
+            "ecm_generator_calls_written", "Calls confirmed stored in the database.", registry=r
+        )
+        self.retries = Counter(
+            "ecm_generator_write_retries", "Batch writes retried after a failure.", registry=r
+        )
+        self.spooled = Counter(
+            "ecm_generator_calls_spooled",
+            "Calls written to the on-disk spool (fsync'd).",
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            "ecm_generator_calls_dead_lettered",
+            "Invalid calls sent to the dead-letter file.",
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "ecm_generator_queue_depth", "Calls waiting in the in-memory queue.", registry=r
+        )
+        self.write_duration = Histogram(
+            "ecm_generator_batch_write_duration_seconds",
+            "Time to write one batch to the database, in seconds.",
+            buckets=WRITE_BUCKETS,
+            registry=r,
+        )
+        self.last_write = Gauge(
+            "ecm_generator_last_write_timestamp_seconds",
+            "Unix time of the last successful batch write.",
+            registry=r,
+        )
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> Any:
+        """Serve /metrics on the port; returns the server (call shutdown() to stop it)."""
+        server, _thread = start_http_server(port, addr=addr, registry=self.registry)
+        log.info("generator metrics on http://%s:%d/metrics", addr, port)
+        return server

@@ -1,0 +1,91 @@
+"""Live traffic: draw calls in fixed-size chunks and release each one when its time comes."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from generator.batch import CallBatch
+from generator.clock import Clock, SystemClock
+from generator.model import CallModel
+from generator.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+# Longest the producer sleeps before looking at the stop flag again.
+MAX_NAP_S = 0.2
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """When a run ends: after count calls, after duration model seconds, or when stopped."""
+
+    count: int | None = None
+    duration: float | None = None
+
+
+def chunk_size(rate: float, flush_interval: float, batch_size: int) -> int:
+    """Calls drawn at a time: about one flush interval of traffic, from options alone.
+
+    It depends on configuration only, never on timing, so a seeded stream is the same every run.
+    """
+    return max(1, min(batch_size, math.ceil(rate * flush_interval)))
+
+
+def produce(
+    model: CallModel,
+    pipeline: Pipeline,
+    rng: np.random.Generator,
+    limits: RunLimits,
+    chunk: int,
+    stop: threading.Event,
+    *,
+    paced: bool = True,
+    clock: Clock | None = None,
+) -> int:
+    """Generate until a limit or ``stop`` (paced: each call at its wall time); returns calls."""
+    clock = clock or SystemClock()
+    emitted = 0
+    t = 0.0
+    while not stop.is_set():
+        n = chunk if limits.count is None else min(chunk, limits.count - emitted)
+        if n <= 0:
+            break
+        batch = model.batch(n, t, rng)
+        assert batch.offsets is not None
+        t = float(batch.offsets[-1])
+        last = False
+        if limits.duration is not None and t >= limits.duration:
+            batch = batch.take(batch.offsets < limits.duration)
+            last = True
+        if paced:
+            emitted += _release(batch, pipeline, stop, clock)
+        elif pipeline.submit(batch, stop):
+            emitted += len(batch)
+        if last:
+            break
+    return emitted
+
+
+def _release(batch: CallBatch, pipeline: Pipeline, stop: threading.Event, clock: Clock) -> int:
+    """Hand calls to the pipeline as the wall clock reaches their timestamps."""
+    due_at = batch.ts_us / 1e6
+    i = 0
+    n = len(batch)
+    released = 0
+    while i < n and not stop.is_set():
+        now = clock.time()
+        j = int(np.searchsorted(due_at, now, side="right"))
+        if j > i:
+            part = batch.take(slice(i, j))
+            if not pipeline.submit(part, stop):
+                break
+            released += j - i
+            i = j
+            continue
+        clock.wait(min(float(due_at[i]) - now, MAX_NAP_S), stop)
+    return released

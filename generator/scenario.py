@@ -1,0 +1,301 @@
+"""Incident scenarios: YAML phases over time, validated at load, compiled into a model Timeline.
+
+The file format is documented in docs/scenarios.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from ecm_common.config import StrictModel, describe_error, read_yaml
+from ecm_common.domain import REASONS, tower_name
+from ecm_common.errors import ConfigError
+from generator.config import parse_duration, parse_weights, tower_index
+from generator.model import ModelParams, Timeline
+
+log = logging.getLogger(__name__)
+
+# Alerts a scenario may claim to raise (prometheus/ rules define them).
+ALERTS = (
+    "EcmTowerFailureRatioHigh",
+    "EcmCallFailureRatioHigh",
+    "EcmCallLatencyP95High",
+    "EcmWindowAlert",
+    "EcmWindowWarn",
+    "EcmNoCalls",
+    "EcmCallSuccessBudgetBurn",
+)
+# Generator options a scenario's baseline may set (the user's explicit options still win).
+BASELINE_KEYS = (
+    "rate",
+    "failure_prob",
+    "towers",
+    "tower_skew",
+    "tower_weights",
+    "reason_weights",
+    "latency_median_ms",
+    "latency_sigma",
+    "idle_share",
+    "idle_median_ms",
+    "failed_latency_ms",
+    "core_timeout_ms",
+)
+
+
+class Targets(StrictModel):
+    """Which towers a phase hits: a list, all of them, or a share picked by the phase name."""
+
+    towers: list[str] | None = None
+    all: bool = False
+    share: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Targets:
+        given = sum([self.towers is not None, self.all, self.share is not None])
+        if given != 1:
+            raise ValueError("give exactly one of 'towers', 'all: true' or 'share'")
+        if self.towers is not None and not self.towers:
+            raise ValueError("'towers' must list at least one tower")
+        return self
+
+
+class Effects(StrictModel):
+    """What a phase changes on its towers."""
+
+    failure_prob: float | None = Field(None, ge=0, le=1)
+    reason: str | None = None
+    reasons: dict[str, float] | None = None
+    latency_multiplier: float = Field(1.0, gt=0)
+    latency_sigma: float | None = Field(None, ge=0, le=3)
+    rate_multiplier: float = Field(1.0, gt=0)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, v: str | None) -> str | None:
+        if v is not None and v not in REASONS:
+            raise ValueError(f"unknown failure reason {v!r} (known: {', '.join(REASONS)})")
+        return v
+
+    @field_validator("reasons", mode="before")
+    @classmethod
+    def _reasons(cls, v: Any) -> Any:
+        if v is None:
+            return None
+        weights = parse_weights(v, "reason weights")
+        for name, w in weights.items():
+            if name not in REASONS:
+                raise ValueError(f"unknown failure reason {name!r} (known: {', '.join(REASONS)})")
+            if w < 0:
+                raise ValueError(f"weight of {name} must not be negative")
+        if sum(weights.values()) <= 0:
+            raise ValueError("at least one reason weight must be positive")
+        return weights
+
+    @model_validator(mode="after")
+    def _one_reason_form(self) -> Effects:
+        if self.reason is not None and self.reasons is not None:
+            raise ValueError("give 'reason' or 'reasons', not both")
+        return self
+
+    def reason_probs(self) -> npt.NDArray[np.float64] | None:
+        """The phase's failure-reason mix in REASONS order, or None to keep the baseline mix."""
+        if self.reason is not None:
+            return np.array([1.0 if r == self.reason else 0.0 for r in REASONS])
+        if self.reasons is not None:
+            w = np.array([self.reasons.get(r, 0.0) for r in REASONS])
+            return np.asarray(w / w.sum())
+        return None
+
+
+class Phase(StrictModel):
+    """One incident (or quiet stretch): when, where, what."""
+
+    name: str = Field(min_length=1)
+    start: float = 0.0
+    duration: float = Field(gt=0)
+    targets: Targets = Field(default_factory=lambda: Targets.model_validate({"all": True}))
+    effects: Effects = Field(default_factory=lambda: Effects.model_validate({}))
+
+    @field_validator("start", "duration", mode="before")
+    @classmethod
+    def _seconds(cls, v: Any) -> Any:
+        return parse_duration(v) if isinstance(v, str | int | float) else v
+
+    @property
+    def end(self) -> float:
+        """Model time the phase stops."""
+        return self.start + self.duration
+
+
+class ScenarioFile(StrictModel):
+    """Top level of a scenario file (phases are validated one by one to name the bad one)."""
+
+    name: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    alerts: list[str] = Field(default_factory=list)
+    duration: float | None = None
+    baseline: dict[str, Any] = Field(default_factory=dict)
+    phases: list[dict[str, Any]] = Field(min_length=1)
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _seconds(cls, v: Any) -> Any:
+        return None if v is None else parse_duration(v)
+
+    @field_validator("alerts")
+    @classmethod
+    def _alerts(cls, v: list[str]) -> list[str]:
+        for a in v:
+            if a not in ALERTS:
+                raise ValueError(f"unknown alert {a!r} (known: {', '.join(ALERTS)})")
+        return v
+
+    @field_validator("baseline")
+    @classmethod
+    def _baseline(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in v:
+            if key not in BASELINE_KEYS:
+                raise ValueError(
+                    f"unknown baseline key {key!r} (allowed: {', '.join(BASELINE_KEYS)})"
+                )
+        return v
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario, its phases and the towers each phase targets (0-based indexes)."""
+
+    path: str
+    name: str
+    description: str
+    alerts: tuple[str, ...]
+    duration: float
+    baseline: dict[str, Any]
+    phases: tuple[Phase, ...]
+    targets: tuple[tuple[int, ...], ...]
+
+    def target_names(self, phase: int) -> list[str]:
+        """Tower ids a phase hits."""
+        return [tower_name(i + 1) for i in self.targets[phase]]
+
+    def timeline(self, params: ModelParams) -> Timeline:
+        """Per segment between phase boundaries and per tower: rates, failures, latency."""
+        t = params.n_towers
+        if any(max(tg, default=-1) >= t for tg in self.targets):
+            raise ConfigError(f"{self.path}: scenario targets more towers than the {t} in use")
+        r0 = params.reason_probs()
+        breaks = sorted({0.0} | {p.start for p in self.phases} | {p.end for p in self.phases})
+        s = len(breaks)
+        rate_mult = np.ones((s, t))
+        fail_p = np.empty((s, t))
+        cdf = np.empty((s, t, len(REASONS)))
+        lat_mult = np.ones((s, t))
+        sigma = np.full((s, t), params.latency_sigma)
+        for k, b in enumerate(breaks):
+            base_mix = np.tile(r0, (t, 1))
+            none_fires = np.full(t, 1.0 - params.failure_prob)
+            active = [
+                (ph, np.array(tg))
+                for ph, tg in zip(self.phases, self.targets, strict=True)
+                if ph.start <= b < ph.end
+            ]
+            for ph, tg in active:
+                e = ph.effects
+                rate_mult[k, tg] *= e.rate_multiplier
+                lat_mult[k, tg] *= e.latency_multiplier
+                if e.latency_sigma is not None:
+                    sigma[k, tg] = np.maximum(sigma[k, tg], e.latency_sigma)
+                mix = e.reason_probs()
+                if e.failure_prob is None and mix is not None:
+                    base_mix[tg] = mix
+            # Each phase with a failure_prob is an independent cause of failure on its towers;
+            # the reason of a failed call is drawn in proportion to each cause's probability.
+            weighted = params.failure_prob * base_mix
+            for ph, tg in active:
+                e = ph.effects
+                if e.failure_prob is None:
+                    continue
+                mix = e.reason_probs()
+                none_fires[tg] *= 1.0 - e.failure_prob
+                weighted[tg] += e.failure_prob * (r0 if mix is None else mix)
+            total = weighted.sum(axis=1, keepdims=True)
+            mix_all = np.where(total > 0, weighted / np.where(total > 0, total, 1.0), r0)
+            fail_p[k] = 1.0 - none_fires
+            cdf[k] = np.cumsum(mix_all, axis=1)
+        return Timeline(
+            breaks=np.array(breaks),
+            rate_mult=rate_mult,
+            fail_p=fail_p,
+            reason_cdf=cdf,
+            lat_mult=lat_mult,
+            sigma=sigma,
+        )
+
+
+def read_scenario_file(path: str | Path) -> ScenarioFile:
+    """Parse the top level of a scenario file; ConfigError naming the file and field."""
+    data = read_yaml(path)
+    try:
+        return ScenarioFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_error(exc, f"scenario {path}")) from None
+
+
+def pick_share(phase_name: str, share: float, n_towers: int) -> tuple[int, ...]:
+    """A share of the towers, the same for a phase name whatever the seed (sorted indexes)."""
+    rng = np.random.default_rng(zlib.crc32(phase_name.encode()))
+    k = max(1, math.ceil(share * n_towers))
+    return tuple(sorted(int(i) for i in rng.permutation(n_towers)[:k]))
+
+
+def load_scenario(path: str | Path, *, n_towers: int) -> Scenario:
+    """Read and validate a scenario for n towers; every error names the phase and the field."""
+    top = read_scenario_file(path)
+    phases: list[Phase] = []
+    targets: list[tuple[int, ...]] = []
+    for i, raw in enumerate(top.phases, start=1):
+        label = (
+            f"phase {raw.get('name', '#' + str(i))!r}" if isinstance(raw, dict) else f"phase #{i}"
+        )
+        try:
+            ph = Phase.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(describe_error(exc, f"scenario {path}: {label}")) from None
+        tg = ph.targets
+        if tg.all:
+            idx = tuple(range(n_towers))
+        elif tg.share is not None:
+            idx = pick_share(ph.name, tg.share, n_towers)
+        else:
+            try:
+                idx = tuple(sorted({tower_index(name, n_towers) for name in tg.towers or []}))
+            except ValueError as exc:
+                raise ConfigError(
+                    f"scenario {path}: {label}: key 'targets.towers': {exc}"
+                ) from None
+        phases.append(ph)
+        targets.append(idx)
+    names = [p.name for p in phases]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ConfigError(f"scenario {path}: phase names must be unique, repeated: {sorted(dup)}")
+    duration = top.duration if top.duration is not None else max(p.end for p in phases)
+    return Scenario(
+        path=str(path),
+        name=top.name,
+        description=top.description,
+        alerts=tuple(top.alerts),
+        duration=duration,
+        baseline=dict(top.baseline),
+        phases=tuple(phases),
+        targets=tuple(targets),
+    )

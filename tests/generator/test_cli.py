@@ -1,0 +1,97 @@
+"""The seed-compatible command line against a real database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.postgres import EcmDb
+from tests.generator.helpers import PAST, parse_counts, query, run_gen
+
+pytestmark = pytest.mark.integration
+
+
+def test_seed_command_writes_exactly_count_with_failure_share(
+    test_db: EcmDb, tmp_path: Path
+) -> None:
+    proc = run_gen(
+        "--rate",
+        "5",
+        "--failure-prob",
+        "0.2",
+        "--count",
+        "2000",
+        "--seed",
+        "7",
+        "--start",
+        PAST,
+        "--database-url",
+        test_db.writer_url,
+        tmp=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 2000 calls" in proc.stdout
+    assert parse_counts(proc.stdout)["generated"] == 2000
+    [(total, failed, towers, span_s, bad_reason)] = query(
+        test_db.url,
+        "SELECT count(*), count(*) FILTER (WHERE status = 'FAILED'), count(DISTINCT tower_id),"
+        ' extract(epoch FROM max("timestamp") - min("timestamp")),'
+        " count(*) FILTER (WHERE (status = 'FAILED') <> (failure_reason IS NOT NULL))"
+        " FROM emergency_calls",
+    )
+    assert total == 2000
+    # Binomial(2000, 0.2): sd ~18 calls; 5 sd either side.
+    assert 310 <= failed <= 490
+    assert towers >= 30
+    assert bad_reason == 0
+    # 1999 gaps of mean 0.2 s: 400 s, sd ~9 s.
+    assert 350 <= float(span_s) <= 450  # type: ignore[arg-type]
+
+
+def test_init_db_is_idempotent(empty_db: str, tmp_path: Path) -> None:
+    for _ in range(2):
+        proc = run_gen("init-db", "--database-url", empty_db, tmp=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    [(n,)] = query(empty_db, "SELECT count(*) FROM emergency_calls")
+    assert n == 0
+
+
+def test_schema_applied_at_start_when_missing(empty_db: str, tmp_path: Path) -> None:
+    proc = run_gen("--count", "10", "--start", PAST, "--database-url", empty_db, tmp=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert query(empty_db, "SELECT count(*) FROM emergency_calls") == [(10,)]
+    [(towers,)] = query(empty_db, "SELECT count(*) FROM towers")
+    assert towers == 50
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--rate", "-5"), "rate"),
+        (("--failure-prob", "1.5"), "failure_prob"),
+        (("--reason-weights", "NOPE=1"), "unknown failure reason"),
+        (("--tower-weights", "TOWER_99=2", "--towers", "10"), "unknown tower"),
+        (("--bogus",), "unrecognized"),
+    ],
+)
+def test_bad_values_exit_2_with_one_line(
+    args: tuple[str, ...], needle: str, tmp_path: Path
+) -> None:
+    proc = run_gen(
+        *args, "--count", "1", "--database-url", "postgresql://x@127.0.0.1:1/x", tmp=tmp_path
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_unreachable_database_at_start_exits_3(tmp_path: Path) -> None:
+    from ecm_common.pgcluster import free_port
+
+    url = f"postgresql://ecm@127.0.0.1:{free_port()}/ecm"
+    proc = run_gen("--count", "5", "--database-url", url, tmp=tmp_path)
+    assert proc.returncode == 3
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "cannot connect" in proc.stderr
