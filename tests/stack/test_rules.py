@@ -1,0 +1,223 @@
+"""The rule files: up to date with stack/rules.py, valid, lint-free, unit-tested, in house style."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ecm_common.errors import ConfigError
+from stack import rules
+from stack.rules import BurnRateWindow, RuleParams
+from tests.fixtures.tools import require_binary
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES_DIR = ROOT / "prometheus" / "rules"
+UNIT_TESTS = sorted((ROOT / "prometheus" / "tests").glob("*.yml"))
+RUNBOOKS = ROOT / "docs" / "runbooks"
+PIPELINE = {"EcmExporterDown", "EcmExporterAbsent", "EcmDatabaseDown", "EcmDataStale"}
+
+# What the issue asks for, written out here rather than taken from the code under test.
+EXPECTED_ALERTS = {
+    "EcmWindowWarn",
+    "EcmWindowAlert",
+    "EcmCallFailureRatioHigh",
+    "EcmTowerFailureRatioHigh",
+    "EcmCallLatencyP95High",
+    "EcmNoCalls",
+    "EcmCallSuccessBudgetBurn",
+    "EcmExporterDown",
+    "EcmExporterAbsent",
+    "EcmDataStale",
+    "EcmDatabaseDown",
+    "EcmWatchdog",
+}
+
+
+def committed_rules(kind: str) -> list[dict[str, Any]]:
+    """Every rule of the committed files that has the key kind ('alert' or 'record')."""
+    out = []
+    for path in sorted(RULES_DIR.glob("*.yml")):
+        doc = yaml.safe_load(path.read_text())
+        for group in doc["groups"]:
+            out += [r for r in group["rules"] if kind in r]
+    return out
+
+
+def short_params() -> RuleParams:
+    """The end-to-end test's parameters: windows of seconds instead of minutes."""
+    return RuleParams(
+        ratio_window="20s",
+        min_calls=5,
+        failure_for="2s",
+        window_warn_for="2s",
+        window_alert_for="2s",
+        latency_warning_for="2s",
+        latency_critical_for="2s",
+        no_calls_window="30s",
+        no_calls_for="5s",
+        exporter_down_for="2s",
+        exporter_absent_for="5s",
+        stale_after_seconds=10,
+        stale_for="2s",
+        database_down_for="2s",
+        watchdog_for="1s",
+        burn_page=(BurnRateWindow("1m", "10s", 14.4),),
+        burn_ticket=(BurnRateWindow("5m", "30s", 3.0),),
+    )
+
+
+def test_committed_rules_are_up_to_date() -> None:
+    """The committed files are exactly the rendering with the defaults (`make rules`)."""
+    assert rules.stale_files(RuleParams(), RULES_DIR) == []
+
+
+def test_check_flag_reports_stale_files(tmp_path: Path) -> None:
+    """`python -m stack.rules --check` fails on a stale directory and passes on the real one."""
+    (tmp_path / "ecm_alerts.yml").write_text("groups: []\n")
+    cmd = [sys.executable, "-m", "stack.rules", "--check"]
+    stale = subprocess.run(
+        [*cmd, "--out-dir", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert stale.returncode == 1
+    assert "ecm_alerts.yml is not up to date" in stale.stderr
+    assert "ecm_recording.yml is not up to date" in stale.stderr
+    fresh = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+    assert fresh.returncode == 0, fresh.stderr
+
+
+def test_promtool_check_rules_without_lint_findings() -> None:
+    """promtool accepts the files with every lint check enabled and fatal."""
+    promtool = require_binary("promtool", "prometheus")
+    files = [str(p) for p in sorted(RULES_DIR.glob("*.yml"))]
+    proc = subprocess.run(
+        [promtool, "check", "rules", "--lint=all", "--lint-fatal", *files],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+    assert "lint" not in (proc.stdout + proc.stderr).lower()
+
+
+def test_promtool_unit_tests_pass() -> None:
+    """Every case in prometheus/tests/ passes against the committed rules."""
+    promtool = require_binary("promtool", "prometheus")
+    proc = subprocess.run(
+        [promtool, "test", "rules", *map(str, UNIT_TESTS)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FAILED" not in proc.stdout
+
+
+def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
+    """For each alert name, one promtool case expects it firing and one expects silence."""
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for path in UNIT_TESTS:
+        for group in yaml.safe_load(path.read_text())["tests"]:
+            for case in group.get("alert_rule_test", []):
+                (firing if case.get("exp_alerts") else quiet).add(case["alertname"])
+    names = {r["alert"] for r in committed_rules("alert")}
+    assert names == EXPECTED_ALERTS
+    assert names - firing == set(), "alerts without a firing case"
+    assert names - quiet == set(), "alerts without a quiet case"
+
+
+@pytest.mark.parametrize(
+    "rule", committed_rules("alert"), ids=lambda r: f"{r['alert']}-{r['labels']['severity']}"
+)
+def test_alert_follows_the_house_style(rule: dict[str, Any]) -> None:
+    """Ecm prefix, CamelCase, for:, severity, summary/description/runbook_url to its runbook."""
+    name = rule["alert"]
+    assert re.fullmatch(r"Ecm(?:[A-Z][a-z0-9]*)+", name)
+    assert re.fullmatch(r"[0-9]+[smhd]", rule["for"])
+    severity = rule["labels"]["severity"]
+    if name == "EcmWatchdog":
+        assert severity in {"none", "info"}
+    else:
+        assert severity in {"critical", "warning", "info"}
+    ann = rule["annotations"]
+    assert set(ann) == {"summary", "description", "runbook_url"}
+    assert ann["summary"].strip() and ann["description"].strip()
+    assert ann["runbook_url"].endswith(f"/{name}.md")
+    runbook = RUNBOOKS / f"{name}.md"
+    assert runbook.is_file(), f"missing {runbook}"
+    text = runbook.read_text()
+    for heading in ("What it means", "First checks", "How to silence"):
+        assert f"## {heading}" in text, f"{runbook}: no '## {heading}' section"
+
+
+def test_recording_rules_are_named_level_metric_operations() -> None:
+    """level:metric:operations, and the level names the labels the expression keeps."""
+    records = committed_rules("record")
+    assert records
+    for r in records:
+        m = re.fullmatch(r"([a-z_]+):([a-z0-9_]+):([a-z0-9_]+)", r["record"])
+        assert m, r["record"]
+        level = m.group(1)
+        if r["expr"].startswith(("sum by", "histogram_quantile")):
+            kept = re.search(r"by \(([a-z_, ]+)\)", r["expr"])
+            assert kept is not None
+            labels = {x.strip() for x in kept.group(1).split(",")} - {"le", "job"}
+            assert labels == (set() if level == "job" else {level}), r["record"]
+    names = {r["record"] for r in records}
+    # What dashboards and alerts read.
+    for needed in (
+        "tower:ecm_calls_failed:ratio_rate5m",
+        "job:ecm_calls_failed:ratio_rate5m",
+        "tower:ecm_call_latency_seconds:p95_rate5m",
+        "job:ecm_call_latency_seconds:p95_rate5m",
+        "job:ecm_calls:rate5m",
+        "tower:ecm_calls:rate5m",
+        "reason:ecm_calls_failed:rate5m",
+    ):
+        assert needed in names
+
+
+def test_short_parameters_render_valid_rules(tmp_path: Path) -> None:
+    """The end-to-end configuration is the same rules with other windows, and still valid."""
+    promtool = require_binary("promtool", "prometheus")
+    paths = rules.write(short_params(), tmp_path)
+    proc = subprocess.run(
+        [promtool, "check", "rules", "--lint=all", "--lint-fatal", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    alerts = yaml.safe_load((tmp_path / "ecm_alerts.yml").read_text())
+    tower = [
+        r
+        for g in alerts["groups"]
+        for r in g["rules"]
+        if r.get("alert") == "EcmTowerFailureRatioHigh"
+    ]
+    assert {r["for"] for r in tower} == {"2s"}
+    assert all("ratio_rate20s" in r["expr"] and ">= 5" in r["expr"] for r in tower)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"failure_for": "5 minutes"}, "failure_for"),
+        ({"ratio_window": ""}, "ratio_window"),
+        ({"failure_ratio_warning": 0.1, "failure_ratio_critical": 0.05}, "failure_ratio"),
+        ({"slo_success_target": 1.0}, "slo_success_target"),
+        ({"min_calls": 0}, "min_calls"),
+        ({"burn_page": (BurnRateWindow("1 hour", "5m", 14.4),)}, "burn-rate window"),
+    ],
+)
+def test_bad_parameters_are_one_clear_error(change: dict[str, Any], message: str) -> None:
+    """A bad parameter is a ConfigError naming it, not rules Prometheus would refuse."""
+    with pytest.raises(ConfigError, match=message):
+        RuleParams(**change)
