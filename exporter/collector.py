@@ -92,6 +92,8 @@ class RefreshJob:
         with self._lock:
             now = self.clock()
             views: list[WindowView] = []
+            failures_before = sum(q.failures for q in self.queries.values())
+            main_query = "rebuild" if self.rollup is None else "new_calls"
             try:
                 self._refresh(now)
                 assert self.rollup is not None
@@ -108,6 +110,9 @@ class RefreshJob:
                 self._fail(f"unexpected error: {exc}", logged=True)
                 self.rollup = None
                 ok = False
+            if not ok and sum(q.failures for q in self.queries.values()) == failures_before:
+                # Failed before a named query ran (connect, snapshot): charge the main query.
+                self.queries[main_query].failures += 1
             if ok:
                 if self._failing:
                     log.info("refresh succeeded again (database reachable, rollups rebuilt)")

@@ -7,8 +7,8 @@ reported by its geometric midpoint, so every order statistic is within sqrt(1.02
 
 A window of N minutes holds the event minutes (cur - N, cur]: the current partial minute and the
 N - 1 whole minutes before it. No counted call is older than N minutes; calls in the oldest,
-partial minute of the exact N-minute span are left out. Events timestamped in the future count
-in the current minute.
+partial minute of the exact N-minute span are left out. Events timestamped in the future (clock
+skew) count in the minute in which they were read, and age from there.
 """
 
 from __future__ import annotations

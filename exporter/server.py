@@ -84,7 +84,8 @@ class MetricsServer:
     def start(self) -> None:
         """Serve in the background."""
         self.thread.start()
-        log.info("serving /metrics on http://%s:%d/metrics", self.httpd.server_name, self.port)
+        host = self.httpd.server_address[0]
+        log.info("serving /metrics on http://%s:%d/metrics", host, self.port)
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
