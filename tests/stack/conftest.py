@@ -1,0 +1,54 @@
+"""Fixtures of the observability-stack tests: rendered configs and real Alertmanager processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stack import promconfig
+from tests.fixtures.tools import require_binary
+from tests.stack.services import Service, start_service
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def env_example() -> dict[str, str]:
+    """The variables .env.example sets, as a user's .env would."""
+    out = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out[key] = value
+    return out
+
+
+@pytest.fixture
+def example_urls() -> dict[str, str]:
+    """The webhook URLs of .env.example."""
+    env = env_example()
+    return {name: env[name] for name in promconfig.WEBHOOK_ENV}
+
+
+@pytest.fixture
+def rendered_am(tmp_path: Path, example_urls: dict[str, str]) -> Path:
+    """alertmanager.yml rendered with the example URLs."""
+    return promconfig.render_alertmanager_config(tmp_path / "am", example_urls)
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path, example_urls: dict[str, str]) -> Iterator[Service]:
+    """A real Alertmanager on a free port, with the committed config."""
+    binary = require_binary("prometheus-alertmanager", "prometheus-alertmanager")
+    config = promconfig.render_alertmanager_config(tmp_path / "am", example_urls)
+
+    def argv(port: int) -> list[str]:
+        return promconfig.alertmanager_command(
+            config, tmp_path / "am-data", f"127.0.0.1:{port}", binary=binary
+        )
+
+    svc = start_service("alertmanager", argv, tmp_path, "/-/ready")
+    yield svc
+    svc.stop()
