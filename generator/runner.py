@@ -52,13 +52,17 @@ def produce(
     emitted = 0
     t = 0.0
     while not stop.is_set():
-        n = chunk if limits.count is None else min(chunk, limits.count - emitted)
-        if n <= 0:
+        left = None if limits.count is None else limits.count - emitted
+        if left is not None and left <= 0:
             break
-        batch = model.batch(n, t, rng)
+        # Always a full chunk, then cut: the first N calls are the same whatever the count.
+        batch = model.batch(chunk, t, rng)
         assert batch.offsets is not None
         t = float(batch.offsets[-1])
         last = False
+        if left is not None and left <= chunk:
+            batch = batch.take(slice(0, left))
+            last = True
         if limits.duration is not None and t >= limits.duration:
             batch = batch.take(batch.offsets < limits.duration)
             last = True

@@ -57,6 +57,8 @@ class Targets(StrictModel):
     towers: list[str] | None = None
     all: bool = False
     share: float | None = Field(None, gt=0, le=1)
+    # Phases picking a share with the same group get nested sets (a rollout in waves).
+    group: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Targets:
@@ -65,6 +67,8 @@ class Targets(StrictModel):
             raise ValueError("give exactly one of 'towers', 'all: true' or 'share'")
         if self.towers is not None and not self.towers:
             raise ValueError("'towers' must list at least one tower")
+        if self.group is not None and self.share is None:
+            raise ValueError("'group' only applies with 'share'")
         return self
 
 
@@ -144,12 +148,18 @@ class ScenarioFile(StrictModel):
     alerts: list[str] = Field(default_factory=list)
     duration: float | None = None
     baseline: dict[str, Any] = Field(default_factory=dict)
-    phases: list[dict[str, Any]] = Field(min_length=1)
+    phases: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("duration", mode="before")
     @classmethod
     def _seconds(cls, v: Any) -> Any:
         return None if v is None else parse_duration(v)
+
+    @model_validator(mode="after")
+    def _has_length(self) -> ScenarioFile:
+        if not self.phases and self.duration is None:
+            raise ValueError("a scenario without phases needs a 'duration'")
+        return self
 
     @field_validator("alerts")
     @classmethod
@@ -250,9 +260,9 @@ def read_scenario_file(path: str | Path) -> ScenarioFile:
         raise ConfigError(describe_error(exc, f"scenario {path}")) from None
 
 
-def pick_share(phase_name: str, share: float, n_towers: int) -> tuple[int, ...]:
-    """A share of the towers, the same for a phase name whatever the seed (sorted indexes)."""
-    rng = np.random.default_rng(zlib.crc32(phase_name.encode()))
+def pick_share(key: str, share: float, n_towers: int) -> tuple[int, ...]:
+    """A share of the towers fixed by key alone; a larger share of one key holds the smaller."""
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
     k = max(1, math.ceil(share * n_towers))
     return tuple(sorted(int(i) for i in rng.permutation(n_towers)[:k]))
 
@@ -274,7 +284,7 @@ def load_scenario(path: str | Path, *, n_towers: int) -> Scenario:
         if tg.all:
             idx = tuple(range(n_towers))
         elif tg.share is not None:
-            idx = pick_share(ph.name, tg.share, n_towers)
+            idx = pick_share(tg.group or ph.name, tg.share, n_towers)
         else:
             try:
                 idx = tuple(sorted({tower_index(name, n_towers) for name in tg.towers or []}))
@@ -289,6 +299,12 @@ def load_scenario(path: str | Path, *, n_towers: int) -> Scenario:
     if dup:
         raise ConfigError(f"scenario {path}: phase names must be unique, repeated: {sorted(dup)}")
     duration = top.duration if top.duration is not None else max(p.end for p in phases)
+    for p in phases:
+        if p.end > duration:
+            raise ConfigError(
+                f"scenario {path}: phase {p.name!r}: key 'duration': ends at {p.end:g}s, after the "
+                f"scenario's duration of {duration:g}s"
+            )
     return Scenario(
         path=str(path),
         name=top.name,

@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO / "scenarios"
-# A fixed origin in the past: every call is due at once, so runs take no wall time.
-PAST = "2026-01-01T00:00:00+00:00"
+# An origin in the past, fixed for the session: every call is due at once, so runs are unpaced.
+PAST = (datetime.now(UTC) - timedelta(days=30)).replace(hour=0, minute=0, second=0, microsecond=0)
+PAST_ISO = PAST.isoformat()
 
 
 def gen_env(**extra: str) -> dict[str, str]:
@@ -55,3 +57,35 @@ def parse_counts(stdout: str) -> dict[str, int]:
     line = stdout.strip().splitlines()[-1]
     inner = line[line.index("(") + 1 : line.rindex(")")]
     return {k: int(v) for k, v in (part.split("=") for part in inner.split())}
+
+
+ROW_SQL = (
+    'SELECT call_uuid, "timestamp", caller_id, tower_id, latency_ms, status, failure_reason'
+    " FROM emergency_calls"
+)
+
+
+def rows(url: str, where: str = "TRUE") -> list[tuple[object, ...]]:
+    """Every stored call's columns except call_id and txid, in timestamp order."""
+    return query(url, f'{ROW_SQL} WHERE {where} ORDER BY "timestamp", call_uuid')
+
+
+def wait_until(predicate: object, what: str, timeout: float = 30.0) -> None:
+    """Poll a condition (an event, not a duration) until it holds or the deadline passes."""
+    import time
+
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def count_calls(url: str) -> int:
+    """Stored calls, or -1 while the database cannot be reached."""
+    try:
+        [(n,)] = query(url, "SELECT count(*) FROM emergency_calls")
+    except psycopg.OperationalError:
+        return -1
+    return int(n)  # type: ignore[call-overload]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.postgres import EcmDb
-from tests.generator.helpers import PAST, parse_counts, query, run_gen
+from tests.generator.helpers import PAST_ISO, parse_counts, query, run_gen
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ def test_seed_command_writes_exactly_count_with_failure_share(
         "--seed",
         "7",
         "--start",
-        PAST,
+        PAST_ISO,
         "--database-url",
         test_db.writer_url,
         tmp=tmp_path,
@@ -58,7 +58,7 @@ def test_init_db_is_idempotent(empty_db: str, tmp_path: Path) -> None:
 
 
 def test_schema_applied_at_start_when_missing(empty_db: str, tmp_path: Path) -> None:
-    proc = run_gen("--count", "10", "--start", PAST, "--database-url", empty_db, tmp=tmp_path)
+    proc = run_gen("--count", "10", "--start", PAST_ISO, "--database-url", empty_db, tmp=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert query(empty_db, "SELECT count(*) FROM emergency_calls") == [(10,)]
     [(towers,)] = query(empty_db, "SELECT count(*) FROM towers")
