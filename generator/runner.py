@@ -57,15 +57,19 @@ def produce(
             break
         # Always a full chunk, then cut: the first N calls are the same whatever the count.
         batch = model.batch(chunk, t, rng)
-        assert batch.offsets is not None
-        t = float(batch.offsets[-1])
+        offsets = batch.offsets
+        assert offsets is not None
+        t = float(offsets[-1])
+        keep = np.ones(chunk, dtype=bool)
         last = False
         if left is not None and left <= chunk:
-            batch = batch.take(slice(0, left))
+            keep[left:] = False
             last = True
         if limits.duration is not None and t >= limits.duration:
-            batch = batch.take(batch.offsets < limits.duration)
+            keep &= offsets < limits.duration
             last = True
+        if last:
+            batch = batch.take(keep)
         if paced:
             emitted += _release(batch, pipeline, stop, clock)
         elif pipeline.submit(batch, stop):

@@ -14,11 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from ecm_common.pgcluster import LocalCluster, free_port
 from tests.fixtures.postgres import EcmDb
 from tests.generator.helpers import (
+    PAST_ISO,
     REPO,
     count_calls,
     gen_cmd,
     gen_env,
-    PAST_ISO,
     parse_counts,
     query,
     rows,
