@@ -132,7 +132,9 @@ def _serve(s: ExporterSettings) -> int:
         return f"database {'up' if job.database_up else 'down'}, last successful refresh {when}"
 
     try:
-        server = MetricsServer(make_app(job.exposition, status), s.listen_address, s.port)
+        server = MetricsServer(
+            make_app(job.exposition, status, job.exposition_gzip), s.listen_address, s.port
+        )
     except OSError as exc:
         raise EcmError(f"cannot listen on {s.listen_address}:{s.port}: {exc.strerror}") from None
     stop = threading.Event()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import logging
 import math
 import threading
@@ -81,11 +82,20 @@ class RefreshJob:
         self.collector = EcmCollector(self._published([]))
         self.registry = registry
         registry.register(self.collector)
-        self._exposition = generate_latest(registry)
+        self._render()
 
     def exposition(self) -> bytes:
         """The text rendered at the end of the last refresh (a scrape never touches the DB)."""
-        return self._exposition
+        return self._exposition[0]
+
+    def exposition_gzip(self) -> bytes:
+        """The same text, gzip-compressed once per refresh for scrapers that accept gzip."""
+        return self._exposition[1]
+
+    def _render(self) -> None:
+        body = generate_latest(self.registry)
+        # Level 1: a tenth of the size at 5,000 towers for a few tens of ms per refresh.
+        self._exposition = (body, gzip.compress(body, compresslevel=1, mtime=0))
 
     def refresh(self) -> bool:
         """One refresh; never raises: failures become self-metrics and one log line per outage."""
@@ -120,7 +130,7 @@ class RefreshJob:
                 self.database_up = True
                 self.last_success = now
             self.collector.published = self._published(views)
-            self._exposition = generate_latest(self.registry)
+            self._render()
             return ok
 
     def close(self) -> None:

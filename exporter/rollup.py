@@ -79,22 +79,22 @@ class Catalog:
     def __init__(self) -> None:
         self.towers: list[str] = []
         self.reasons: list[str] = list(REASONS)
-        self._tower_idx: dict[str, int] = {}
-        self._reason_idx: dict[str, int] = {r: i for i, r in enumerate(self.reasons)}
+        self.tower_index: dict[str, int] = {}
+        self.reason_index: dict[str, int] = {r: i for i, r in enumerate(self.reasons)}
 
     def tower(self, name: str) -> int:
         """Index of a tower, adding it when new."""
-        idx = self._tower_idx.get(name)
+        idx = self.tower_index.get(name)
         if idx is None:
-            idx = self._tower_idx[name] = len(self.towers)
+            idx = self.tower_index[name] = len(self.towers)
             self.towers.append(name)
         return idx
 
     def reason(self, name: str) -> int:
         """Index of a failure reason, adding it when new (reasons outside the vocabulary)."""
-        idx = self._reason_idx.get(name)
+        idx = self.reason_index.get(name)
         if idx is None:
-            idx = self._reason_idx[name] = len(self.reasons)
+            idx = self.reason_index[name] = len(self.reasons)
             self.reasons.append(name)
         return idx
 
@@ -126,16 +126,21 @@ class Rows:
         latency_ms: Sequence[int],
         epoch_s: Sequence[float],
     ) -> Rows:
-        """Map the database's columns to indices."""
-        t = np.fromiter((catalog.tower(x) for x in towers), np.int64, len(towers))
-        r = np.fromiter(
-            (
-                catalog.reason(reason or "UNKNOWN") if status == FAILED else -1
-                for status, reason in zip(statuses, reasons, strict=True)
-            ),
-            np.int64,
-            len(statuses),
-        )
+        """Map the database's columns to indices (C-speed lookups: rebuilds read a million rows)."""
+        n = len(towers)
+        for name in set(towers):
+            catalog.tower(name)
+        for reason in set(reasons):
+            if reason is not None:
+                catalog.reason(reason)
+        t = np.fromiter(map(catalog.tower_index.__getitem__, towers), np.int64, n)
+        lookup: dict[str | None, int] = {None: -1}
+        lookup.update(catalog.reason_index)
+        r = np.fromiter(map(lookup.__getitem__, reasons), np.int64, n)
+        failed = np.fromiter(map(FAILED.__eq__, statuses), np.bool_, n)
+        r[~failed] = -1
+        if (failed & (r < 0)).any():  # not possible under the schema's CHECK; count it anyway
+            r[failed & (r < 0)] = catalog.reason("UNKNOWN")
         return cls(t, r, np.asarray(latency_ms, np.int64), np.asarray(epoch_s, np.float64))
 
     @classmethod

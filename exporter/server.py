@@ -33,8 +33,12 @@ class _QuietHandler(WSGIRequestHandler):
         log.debug("http: " + format, *args)
 
 
-def make_app(exposition: Callable[[], bytes], status: Callable[[], str]) -> App:
-    """The WSGI app over a function giving the cached exposition and a one-line status."""
+def make_app(
+    exposition: Callable[[], bytes],
+    status: Callable[[], str],
+    exposition_gzip: Callable[[], bytes] | None = None,
+) -> App:
+    """The WSGI app over functions giving the cached exposition (plain, gzip) and a status line."""
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
@@ -42,9 +46,13 @@ def make_app(exposition: Callable[[], bytes], status: Callable[[], str]) -> App:
             start_response("405 Method Not Allowed", [("Content-Type", "text/plain")])
             return [b"method not allowed\n"]
         if path == "/metrics":
-            body = exposition()
-            start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST),
-                                      ("Content-Length", str(len(body)))])  # fmt: skip
+            headers = [("Content-Type", CONTENT_TYPE_LATEST), ("Vary", "Accept-Encoding")]
+            if exposition_gzip is not None and "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+                body = exposition_gzip()
+                headers.append(("Content-Encoding", "gzip"))
+            else:
+                body = exposition()
+            start_response("200 OK", [*headers, ("Content-Length", str(len(body)))])
             return [body]
         if path == "/healthz":
             start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])

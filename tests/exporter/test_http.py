@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import urllib.error
 import urllib.request
@@ -23,7 +24,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def server(job: RefreshJob) -> Iterator[MetricsServer]:
     """The exporter's HTTP server on an ephemeral loopback port."""
-    srv = MetricsServer(make_app(job.exposition, lambda: "database up"), "127.0.0.1", 0)
+    srv = MetricsServer(
+        make_app(job.exposition, lambda: "database up", job.exposition_gzip), "127.0.0.1", 0
+    )
     srv.start()
     yield srv
     srv.stop()
@@ -81,6 +84,16 @@ def test_scrape_serves_the_prepared_exposition_without_the_database(
     assert get(server, "/metrics")[2] == first
     assert job.refresh()
     assert value(get(server, "/metrics")[2], "ecm_window_calls", window="5m") == 2
+
+
+def test_gzip_for_scrapers_that_accept_it(job: RefreshJob, server: MetricsServer) -> None:
+    assert job.refresh()
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}/metrics", headers={"Accept-Encoding": "gzip"}
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(resp.read()).decode() == get(server, "/metrics")[2]
 
 
 def test_landing_page_health_and_unknown_paths(server: MetricsServer) -> None:
