@@ -90,8 +90,9 @@ class GeneratorSettings(StrictModel):
     reason_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_REASON_WEIGHTS))
     latency_median_ms: float = Field(1800.0, gt=0)
     latency_sigma: float = Field(0.35, ge=0, le=3)
-    idle_share: float = Field(0.3, ge=0, le=1)
+    idle_share: float = Field(0.25, ge=0, le=1)
     idle_median_ms: float = Field(2800.0, gt=0)
+    idle_sigma: float = Field(0.25, ge=0, le=3)
     failed_latency_ms: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_FAILED_LATENCY_MS)
     )
@@ -188,6 +189,7 @@ def model_params(s: GeneratorSettings) -> ModelParams:
         latency_sigma=s.latency_sigma,
         idle_share=s.idle_share,
         idle_median_ms=s.idle_median_ms,
+        idle_sigma=s.idle_sigma,
         failed_latency_ms=dict(s.failed_latency_ms),
         core_timeout_ms=s.core_timeout_ms,
     )

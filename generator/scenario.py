@@ -46,6 +46,7 @@ BASELINE_KEYS = (
     "latency_sigma",
     "idle_share",
     "idle_median_ms",
+    "idle_sigma",
     "failed_latency_ms",
     "core_timeout_ms",
 )
