@@ -6,45 +6,21 @@ import argparse
 import logging
 import os
 import signal
-import socket
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import FrameType
 
-import requests
-
 from db.migrate import migrate
 from ecm_common import cli
-from ecm_common.config import StrictModel, load_config
+from ecm_common.config import load_config
 from ecm_common.db import URL_ENV, redact
-from ecm_common.errors import ConfigError, EcmError
 from ecm_common.logs import setup_logging
 from ecm_common.pgcluster import LocalCluster
-from stack.runner import Child, Supervisor
+from stack.config import StackConfig
+from stack.runner import Child, Supervisor, check_port_free, wait_http
 
 log = logging.getLogger("stack")
-
-READY_TIMEOUT_S = 60.0
-
-
-class StackConfig(StrictModel):
-    """Options of the local run."""
-
-    database_url: str | None = None
-    rate: float = 5.0
-    failure_prob: float = 0.02
-    towers: int = 50
-    scenario: str | None = None
-    exporter_port: int = 9742
-    generator_metrics_port: int = 9743
-    prometheus_port: int = 9090
-    alertmanager_port: int = 9093
-    with_prometheus: bool = True
-    state_dir: str | None = None
-    log_level: str = "INFO"
-    log_format: str = "text"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,35 +47,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default INFO)")
     p.add_argument("--log-format", choices=["text", "json"], help="log line format")
     return p.parse_args(argv)
-
-
-def check_port_free(port: int, what: str) -> None:
-    """Fail early with a clear line when a port is taken."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("0.0.0.0", port))
-        except OSError:
-            raise ConfigError(
-                f"port {port} for {what} is in use; choose another with the flag"
-            ) from None
-
-
-def wait_http(url: str, child: Child, timeout_s: float = READY_TIMEOUT_S) -> None:
-    """Poll url until it answers 200, or fail showing the child's log."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if child.exited() is not None:
-            raise EcmError(f"{child.name} exited with status {child.exited()}:\n{child.tail()}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise EcmError(
-        f"{child.name} did not answer at {url} within {timeout_s:.0f} s:\n{child.tail()}"
-    )
 
 
 def python_child(name: str, module: str, args: list[str], state: Path, url: str) -> Child:

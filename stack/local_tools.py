@@ -1,4 +1,4 @@
-"""Prometheus and Alertmanager for the local run, from the machine's binaries."""
+"""Prometheus and Alertmanager for the local run, from the machine's binaries and our configs."""
 
 from __future__ import annotations
 
@@ -7,21 +7,75 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stack import promconfig, sink
+from stack.runner import Child, check_port_free, wait_http
+
 if TYPE_CHECKING:
-    from stack.__main__ import StackConfig
+    from stack.config import StackConfig
     from stack.runner import Supervisor
 
 log = logging.getLogger(__name__)
 
+SINK_PORT = 9099
+INSTALL_HINT = "Debian/Ubuntu: apt-get install prometheus prometheus-alertmanager"
+
 
 def start(cfg: StackConfig, sup: Supervisor, state: Path) -> dict[str, str]:
-    """Start both tools when installed; say how to get them when not."""
-    missing = [b for b in ("prometheus", "prometheus-alertmanager") if not shutil.which(b)]
-    if missing:
+    """Start both tools when installed (say how to get them when not); returns their URLs."""
+    prom_bin = shutil.which("prometheus")
+    am_bin = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if not prom_bin or not am_bin:
+        missing = [n for n, b in (("prometheus", prom_bin), ("alertmanager", am_bin)) if not b]
         log.warning(
-            "%s not installed: running without them (Debian/Ubuntu: "
-            "apt-get install prometheus prometheus-alertmanager)",
-            ", ".join(missing),
+            "%s not installed: running without them (%s)", " and ".join(missing), INSTALL_HINT
         )
         return {}
-    return {}
+    check_port_free(cfg.prometheus_port, "Prometheus")
+    check_port_free(cfg.alertmanager_port, "Alertmanager")
+
+    urls = promconfig.webhook_urls_from_env()
+    out: dict[str, str] = {}
+    if len(urls) < len(promconfig.WEBHOOK_ENV):
+        check_port_free(SINK_PORT, "the webhook sink")
+        notes = state / "notifications.jsonl"
+        sink.serve(notes, "127.0.0.1", SINK_PORT)
+        for name, receiver in zip(
+            promconfig.WEBHOOK_ENV, ("pager", "tickets", "heartbeat"), strict=True
+        ):
+            urls.setdefault(name, f"http://127.0.0.1:{SINK_PORT}/{receiver}")
+        out["notifications"] = str(notes)
+
+    am_listen = f"127.0.0.1:{cfg.alertmanager_port}"
+    am_cfg = promconfig.render_alertmanager_config(state / "alertmanager", urls)
+    am = sup.start(
+        Child(
+            "alertmanager",
+            promconfig.alertmanager_command(
+                am_cfg, state / "alertmanager" / "data", am_listen, binary=am_bin
+            ),
+            state / "alertmanager.log",
+        )
+    )
+
+    prom_listen = f"127.0.0.1:{cfg.prometheus_port}"
+    targets: dict[str, str | None] = {
+        "ecm-exporter": f"127.0.0.1:{cfg.exporter_port}",
+        "ecm-generator": f"127.0.0.1:{cfg.generator_metrics_port}",
+        "prometheus": prom_listen,
+        "alertmanager": am_listen,
+    }
+    prom_cfg = promconfig.render_prometheus_config(state / "prometheus", targets, am_listen)
+    prom = sup.start(
+        Child(
+            "prometheus",
+            promconfig.prometheus_command(
+                prom_cfg, state / "prometheus" / "data", prom_listen, binary=prom_bin
+            ),
+            state / "prometheus.log",
+        )
+    )
+
+    wait_http(f"http://{am_listen}/-/ready", am)
+    wait_http(f"http://{prom_listen}/-/ready", prom)
+    out = {"prometheus": f"http://{prom_listen}", "alertmanager": f"http://{am_listen}", **out}
+    return out

@@ -6,15 +6,21 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import requests
+
+from ecm_common.errors import ConfigError, EcmError
+
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 15.0
+READY_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -90,3 +96,32 @@ class Supervisor:
         """Stop every child, last started first."""
         for child in reversed(self.children):
             child.stop()
+
+
+def check_port_free(port: int, what: str) -> None:
+    """Fail early with a clear line when a port is taken."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            raise ConfigError(
+                f"port {port} for {what} is in use; choose another with the flag"
+            ) from None
+
+
+def wait_http(url: str, child: Child, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Poll url until it answers 200, or fail showing the child's log."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child.exited() is not None:
+            raise EcmError(f"{child.name} exited with status {child.exited()}:\n{child.tail()}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise EcmError(
+        f"{child.name} did not answer at {url} within {timeout_s:.0f} s:\n{child.tail()}"
+    )
