@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from stack import promconfig
+from tests.fixtures.postgres import PgServer
 from tests.fixtures.tools import require_binary
+from tests.stack.livestack import LiveStack, live_stack
 from tests.stack.services import Service, start_service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,3 +54,12 @@ def alertmanager(tmp_path: Path, example_urls: dict[str, str]) -> Iterator[Servi
     svc = start_service("alertmanager", argv, tmp_path, "/-/ready")
     yield svc
     svc.stop()
+
+
+@pytest.fixture(scope="session")
+def live(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    """The running stack, shared by the end-to-end and dashboard-query tests."""
+    prometheus = require_binary("prometheus", "prometheus")
+    alertmanager = require_binary("prometheus-alertmanager", "prometheus-alertmanager")
+    with live_stack(pg_server, tmp_path_factory.mktemp("stack"), prometheus, alertmanager) as s:
+        yield s
