@@ -1,0 +1,94 @@
+"""Small measuring helpers: timing repeats, HTTP scrapes, resident memory."""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScrapeStats:
+    """Latency of scrapes of one /metrics endpoint and the size of its body."""
+
+    median_s: float
+    p99_s: float
+    count: int
+    body_bytes: int
+    series: int
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of fn over repeats calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def scrape(host: str, port: int, path: str = "/metrics", timeout_s: float = 10.0) -> bytes:
+    """One GET on a new connection, as a scraper without keep-alive does; the body."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"GET {path} on {host}:{port} answered {resp.status}")
+        return body
+    finally:
+        conn.close()
+
+
+def scrape_latency(host: str, port: int, count: int) -> ScrapeStats:
+    """Median and p99 of count sequential scrapes (connect, request, whole body)."""
+    times = []
+    body = b""
+    for _ in range(count):
+        start = time.perf_counter()
+        body = scrape(host, port)
+        times.append(time.perf_counter() - start)
+    series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+    return ScrapeStats(
+        median_s=float(np.median(times)),
+        p99_s=float(np.percentile(times, 99)),
+        count=count,
+        body_bytes=len(body),
+        series=series,
+    )
+
+
+def rss_bytes(pid: int | None = None) -> int:
+    """Resident set size of a process (this one by default), from /proc."""
+    path = f"/proc/{pid or os.getpid()}/status"
+    with open(path, encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS in {path}")
+
+
+def wait_http(host: str, port: int, deadline_s: float, ready: Callable[[bytes], bool]) -> bytes:
+    """Poll /metrics until ready(body) holds; TimeoutError past the deadline."""
+    end = time.monotonic() + deadline_s
+    last_error = "no answer"
+    while time.monotonic() < end:
+        try:
+            body = scrape(host, port, timeout_s=5.0)
+            if ready(body):
+                return body
+            last_error = "not ready"
+        except (OSError, RuntimeError, http.client.HTTPException) as exc:
+            last_error = str(exc)
+        time.sleep(0.2)
+    raise TimeoutError(f"{host}:{port} not ready after {deadline_s:.0f} s ({last_error})")
