@@ -1,0 +1,97 @@
+"""The quick benchmark still runs end to end: its table and files, never its timings."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ecm_common.pgcluster import find_bindir
+from tests.fixtures.tools import in_ci
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+HEADER = ["#", "measure", "ECM", "baseline (same run)", "ratio", "goal", "result"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def cells(line: str) -> list[str]:
+    """The cells of one Markdown table line."""
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+@pytest.fixture(scope="module")
+def quick_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One `python -m bench --quick` into a temporary directory, shared by the tests."""
+    if find_bindir() is None:
+        reason = "no PostgreSQL server binaries (Debian package 'postgresql')"
+        if in_ci():
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--output-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    return proc, out
+
+
+def table_rows(stdout: str) -> list[list[str]]:
+    """The printed table's rows below the header and rule."""
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("|")]
+    assert lines, f"no table printed:\n{stdout}"
+    assert cells(lines[0]) == HEADER
+    assert set(lines[1]) <= {"|", "-"}
+    return [cells(ln) for ln in lines[2:]]
+
+
+def test_quick_benchmark_prints_one_complete_table(
+    quick_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    proc, _ = quick_run
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = table_rows(proc.stdout)
+    assert all(len(r) == len(HEADER) for r in rows)
+    assert {r[0] for r in rows} == {"1", "2", "3", "4", "5", "6"}
+    assert {r[6] for r in rows} <= {"met", "NOT met", "-"}
+    # Two window sizes x two tower counts in the quick run, each with its direct baseline.
+    steady = [r for r in rows if r[0] == "2" and r[1].startswith("steady refresh")]
+    assert len(steady) == 4
+    assert all(r[3].startswith("direct exact queries:") for r in steady)
+    # Accuracy is correctness, not speed: the published p95 is within 1% of percentile_cont.
+    accuracy = [r for r in rows if r[0] == "2" and r[1].startswith("published p95")]
+    assert len(accuracy) == 4
+    assert all(r[6] == "met" for r in accuracy), accuracy
+    scrapes = [r for r in rows if r[0] == "4"]
+    assert len(scrapes) == 2
+    memory = [r for r in rows if r[0] == "5"]
+    assert len(memory[0][2].split(" / ")) == 3  # start, middle, end
+
+
+def test_quick_benchmark_writes_report_and_plot(
+    quick_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    proc, out = quick_run
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = (out / "BENCHMARKS.md").read_text(encoding="utf-8")
+    assert "| # | measure" in report
+    assert "Command: `python -m bench --quick" in report
+    assert re.search(r"Date: \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", report)
+    assert re.search(r"Machine: \d+ CPUs .*GiB memory, PostgreSQL \d+", report)
+    plot_row = next(r for r in table_rows(proc.stdout) if r[0] == "6")
+    if importlib.util.find_spec("matplotlib") is None:
+        assert plot_row[2].startswith("not written: matplotlib is not installed")
+    else:
+        assert (out / "bench-refresh.png").read_bytes().startswith(PNG_MAGIC)
+        assert "![refresh cost](bench-refresh.png)" in report
