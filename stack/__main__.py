@@ -37,6 +37,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--prometheus-port", type=int, help="Prometheus port (default 9090)")
     p.add_argument("--alertmanager-port", type=int, help="Alertmanager port (default 9093)")
     p.add_argument(
+        "--sink-port", type=int, help="local webhook sink port when no webhook URLs are set (9099)"
+    )
+    p.add_argument(
         "--without-prometheus",
         dest="with_prometheus",
         action="store_const",

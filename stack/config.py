@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
+from pydantic import Field
+
 from ecm_common.config import StrictModel
+
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class StackConfig(StrictModel):
-    """Options of the local run."""
+    """Options of the local run: one name each in YAML, ECM_* environment and flags."""
 
     database_url: str | None = None
-    rate: float = 5.0
-    failure_prob: float = 0.02
-    towers: int = 50
+    rate: Annotated[float, Field(gt=0)] = 5.0
+    failure_prob: Annotated[float, Field(ge=0, le=1)] = 0.02
+    towers: Annotated[int, Field(ge=1)] = 50
     scenario: str | None = None
-    exporter_port: int = 9742
-    generator_metrics_port: int = 9743
-    prometheus_port: int = 9090
-    alertmanager_port: int = 9093
+    exporter_port: Port = 9742
+    generator_metrics_port: Port = 9743
+    prometheus_port: Port = 9090
+    alertmanager_port: Port = 9093
+    sink_port: Port = 9099
     with_prometheus: bool = True
     state_dir: str | None = None
-    log_level: str = "INFO"
-    log_format: str = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SINK_PORT = 9099
 INSTALL_HINT = "Debian/Ubuntu: apt-get install prometheus prometheus-alertmanager"
 
 
@@ -36,13 +35,13 @@ def start(cfg: StackConfig, sup: Supervisor, state: Path) -> dict[str, str]:
     urls = promconfig.webhook_urls_from_env()
     out: dict[str, str] = {}
     if len(urls) < len(promconfig.WEBHOOK_ENV):
-        check_port_free(SINK_PORT, "the webhook sink")
+        check_port_free(cfg.sink_port, "the webhook sink")
         notes = state / "notifications.jsonl"
-        sink.serve(notes, "127.0.0.1", SINK_PORT)
+        sink.serve(notes, "127.0.0.1", cfg.sink_port)
         for name, receiver in zip(
             promconfig.WEBHOOK_ENV, ("pager", "tickets", "heartbeat"), strict=True
         ):
-            urls.setdefault(name, f"http://127.0.0.1:{SINK_PORT}/{receiver}")
+            urls.setdefault(name, f"http://127.0.0.1:{cfg.sink_port}/{receiver}")
         out["notifications"] = str(notes)
 
     am_listen = f"127.0.0.1:{cfg.alertmanager_port}"
