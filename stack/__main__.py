@@ -29,7 +29,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--config", help="YAML file with any of the options below")
     p.add_argument("--database-url", help=f"use this database instead of a local one ({URL_ENV})")
     p.add_argument("--rate", type=float, help="generated calls per second (default 5)")
-    p.add_argument("--failure-prob", type=float, help="baseline failure probability (default 0.02)")
+    p.add_argument(
+        "--failure-prob",
+        type=float,
+        help="baseline failure probability (default 0.005: below the 1%% warning)",
+    )
     p.add_argument("--towers", type=int, help="number of towers (default 50)")
     p.add_argument("--scenario", help="scenario file for the generator instead of baseline traffic")
     p.add_argument("--exporter-port", type=int, help="exporter /metrics port (default 9742)")

@@ -16,7 +16,7 @@ class StackConfig(StrictModel):
 
     database_url: str | None = None
     rate: Annotated[float, Field(gt=0)] = 5.0
-    failure_prob: Annotated[float, Field(ge=0, le=1)] = 0.02
+    failure_prob: Annotated[float, Field(ge=0, le=1)] = 0.005
     towers: Annotated[int, Field(ge=1)] = 50
     scenario: str | None = None
     exporter_port: Port = 9742
