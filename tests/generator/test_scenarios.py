@@ -209,10 +209,9 @@ def test_scenario_produces_its_effect(name: str, test_db: EcmDb, tmp_path: Path)
     CHECKS[name](test_db.url, doc)
 
 
-def test_scenario_run_is_reproducible(test_db: EcmDb, tmp_path: Path) -> None:
-    args = (
-        "--scenario",
-        str(SCENARIOS / "regional-disaster.yaml"),
+@pytest.mark.parametrize("scenario", [None, "regional-disaster"])
+def test_same_seed_same_rows(scenario: str | None, test_db: EcmDb, tmp_path: Path) -> None:
+    args = [
         "--rate",
         "50",
         "--speed",
@@ -225,7 +224,9 @@ def test_scenario_run_is_reproducible(test_db: EcmDb, tmp_path: Path) -> None:
         PAST.isoformat(),
         "--database-url",
         test_db.url,
-    )
+    ]
+    if scenario:
+        args += ["--scenario", str(SCENARIOS / f"{scenario}.yaml")]
     first = run_gen(*args, tmp=tmp_path)
     assert first.returncode == 0, first.stderr
     got = rows(test_db.url)
@@ -235,3 +236,6 @@ def test_scenario_run_is_reproducible(test_db: EcmDb, tmp_path: Path) -> None:
     again = run_gen(*args, tmp=tmp_path)
     assert again.returncode == 0, again.stderr
     assert len(got) == 3000 and rows(test_db.url) == got
+    other = run_gen(*[a if a != "21" else "22" for a in args], tmp=tmp_path)
+    assert other.returncode == 0, other.stderr
+    assert len({r[0] for r in rows(test_db.url)}) == 6000  # another seed, other calls
