@@ -123,6 +123,10 @@ def _once(s: ExporterSettings, args: argparse.Namespace) -> int:
 
 def _serve(s: ExporterSettings) -> int:
     url = database_url(s.database_url)
+    log.info(
+        "exporter starting: database %s, windows %s, refresh every %g s",
+        redact(url), ",".join(s.windows), s.interval,
+    )  # fmt: skip
     registry = CollectorRegistry(auto_describe=False)
     job = RefreshJob(url, s.window_specs, thresholds(s), s.interval, registry)
 
