@@ -78,7 +78,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: subcommands run (default), backfill and init-db."""
-    parser = _Parser(prog=PROG, description=__doc__)
+    parser = _Parser(
+        prog=PROG,
+        description=__doc__,
+        epilog="Without a subcommand, run is assumed. Options: ecm-generator run --help.",
+    )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     _common(sub.add_parser("run", help="generate live traffic (the default)"))
     bf = sub.add_parser("backfill", help="write history as fast as the database takes it")
