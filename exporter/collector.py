@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import logging
 import math
@@ -27,6 +28,9 @@ from exporter.rollup import Catalog, Rollup, Rows
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+STALE_INTERVALS = 3
+MIN_STALE_S = 30.0
+STATEMENT_TIMEOUT_S = 300.0  # long enough for a rebuild of a busy hour
 
 
 def to_rows(catalog: Catalog, cols: queries.Columns) -> Rows:
@@ -40,6 +44,16 @@ def view(rollup: Rollup, label: str, th: Thresholds) -> WindowView:
     """A window's values, classification and worst towers."""
     result = rollup.result(label)
     return WindowView(result, classify(result, th), worst_towers(result, th))
+
+
+@dataclass(frozen=True)
+class _Exposition:
+    """Rendered /metrics text, plain and gzip, and when it was rendered."""
+
+    body: bytes
+    gzip: bytes
+    rendered_at: float
+    has_windows: bool
 
 
 @dataclass
@@ -77,25 +91,50 @@ class RefreshJob:
         self.queries = {name: QueryStats() for name in QUERIES}
         self.database_up = False
         self.last_success: float | None = None
+        # A refresh stuck longer than this (hung database) must not leave old windows looking fresh.
+        self.stale_after_s = max(STALE_INTERVALS * interval_s, MIN_STALE_S)
         self._failing = False
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one refresh at a time
+        self._render_lock = threading.Lock()  # one rendering at a time (refresh or staleness)
         self.collector = EcmCollector(self._published([]))
         self.registry = registry
         registry.register(self.collector)
-        self._render()
+        self._render(self.collector.published, clock())
 
     def exposition(self) -> bytes:
         """The text rendered at the end of the last refresh (a scrape never touches the DB)."""
-        return self._exposition[0]
+        return self._current().body
 
     def exposition_gzip(self) -> bytes:
         """The same text, gzip-compressed once per refresh for scrapers that accept gzip."""
-        return self._exposition[1]
+        return self._current().gzip
 
-    def _render(self) -> None:
-        body = generate_latest(self.registry)
-        # Level 1: a tenth of the size at 5,000 towers for a few tens of ms per refresh.
-        self._exposition = (body, gzip.compress(body, compresslevel=1, mtime=0))
+    def _render(self, published: Published, now: float) -> None:
+        with self._render_lock:
+            self.collector.published = published
+            body = generate_latest(self.registry)
+            # Level 1: a tenth of the size at 5,000 towers for a few tens of ms per refresh.
+            gz = gzip.compress(body, compresslevel=1, mtime=0)
+            self._exposition = _Exposition(body, gz, now, bool(published.windows))
+
+    def _current(self) -> _Exposition:
+        """The cached exposition, re-rendered once without window gauges when it went stale."""
+        exp = self._exposition
+        if not exp.has_windows or self.clock() - exp.rendered_at <= self.stale_after_s:
+            return exp
+        with self._render_lock:
+            exp = self._exposition
+            if exp.has_windows and self.clock() - exp.rendered_at > self.stale_after_s:
+                log.warning(
+                    "no refresh finished for %.0f s; window metrics withdrawn as stale",
+                    self.clock() - exp.rendered_at,
+                )
+                stale = dataclasses.replace(self.collector.published, windows=[])
+                self.collector.published = stale
+                body = generate_latest(self.registry)
+                gz = gzip.compress(body, compresslevel=1, mtime=0)
+                exp = self._exposition = _Exposition(body, gz, exp.rendered_at, False)
+        return exp
 
     def refresh(self) -> bool:
         """One refresh; never raises: failures become self-metrics and one log line per outage."""
@@ -129,8 +168,7 @@ class RefreshJob:
                 self._failing = False
                 self.database_up = True
                 self.last_success = now
-            self.collector.published = self._published(views)
-            self._render()
+            self._render(self._published(views), now)
             return ok
 
     def close(self) -> None:
@@ -165,6 +203,7 @@ class RefreshJob:
     def _connection(self) -> psycopg.Connection:
         if self.conn is None or self.conn.closed:
             self.conn = connect(self.url, app="ecm-exporter")
+            queries.session_setup(self.conn, timeout_s=max(self.stale_after_s, STATEMENT_TIMEOUT_S))
         return self.conn
 
     def _drop_connection(self) -> None:

@@ -46,6 +46,9 @@ CONTINUOUS = (
     "SELECT pg_snapshot_xmin(%(prev)s::pg_snapshot) <= pg_snapshot_xmin(pg_current_snapshot())"
 )
 
+# A hung statement fails instead of blocking every later refresh.
+SESSION_SETUP = "SELECT set_config('statement_timeout', %(ms)s, false)"
+
 FETCH_SIZE = 20_000
 
 
@@ -128,6 +131,12 @@ def towers(conn: psycopg.Connection, on_done: QueryTimer | None = None) -> list[
         return [str(r[0]) for r in conn.execute(TOWERS).fetchall()]
 
     return timed("towers", on_done, run)  # type: ignore[no-any-return]
+
+
+def session_setup(conn: psycopg.Connection, timeout_s: float) -> None:
+    """Per-connection settings: a statement timeout."""
+    conn.execute(SESSION_SETUP, {"ms": str(int(timeout_s * 1000))})
+    conn.commit()
 
 
 def continuous(conn: psycopg.Connection, prev: str) -> bool:

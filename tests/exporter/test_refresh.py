@@ -158,3 +158,19 @@ def test_rebuild_and_incremental_match_independent_values(
         assert value(text, "ecm_window_calls", window=label) == 0
         assert value(text, "ecm_window_latency_p95_seconds", window=label) is None
         assert value(text, "ecm_window_status", window=label) == 0
+
+
+def test_windows_withdrawn_when_no_refresh_finishes(
+    test_db: EcmDb, job: RefreshJob, clock: FakeClock
+) -> None:
+    write_calls(test_db.writer_url, [Call(clock.now - 5, "TOWER_1", 900)] * 3)
+    assert job.refresh()
+    assert job.stale_after_s == 45  # three 15 s intervals
+    clock.advance(44)
+    assert value(job.exposition().decode(), "ecm_window_calls", window="5m") == 3
+    clock.advance(2)  # a refresh is stuck (hung database): the old values are no longer fresh
+    text = job.exposition().decode()
+    assert "ecm_window_calls{" not in text and "ecm_tower_window_calls{" not in text
+    assert value(text, "ecm_calls_total", tower="TOWER_1") == 0
+    assert job.refresh()
+    assert value(job.exposition().decode(), "ecm_window_calls", window="5m") == 3
