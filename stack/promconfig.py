@@ -164,6 +164,7 @@ def prometheus_command(
     *,
     binary: str = "prometheus",
     retention: str = "2d",
+    extra_args: Sequence[str] = (),
 ) -> list[str]:
     """Command line of a local Prometheus on config, keeping its TSDB in data_dir."""
     return [
@@ -175,6 +176,7 @@ def prometheus_command(
         f"--web.external-url=http://{listen}/",
         "--web.enable-lifecycle",
         "--log.level=warn",
+        *extra_args,
     ]
 
 

@@ -162,7 +162,13 @@ class LiveStack:
                 evaluation_interval="1s",
             )
             return promconfig.prometheus_command(
-                cfg, self.workdir / "prom-data", f"127.0.0.1:{port}", binary=prometheus
+                cfg,
+                self.workdir / "prom-data",
+                f"127.0.0.1:{port}",
+                binary=prometheus,
+                # Alertmanager is discovered ~5 s after start; an alert that fired before is
+                # otherwise only sent again after the default 1m resend delay.
+                extra_args=["--rules.alert.resend-delay=1s"],
             )
 
         self.prometheus = start_service("prometheus", prom_argv, self.workdir, "/-/ready")
