@@ -31,6 +31,7 @@ MAX_MS = 120_000
 _LOG_RATIO = math.log(RATIO)
 N_BUCKETS = LINEAR_MS + math.floor(math.log(MAX_MS / LINEAR_MS) / _LOG_RATIO) + 1
 QUANTILE = 0.95
+MERGE_AFTER = 4  # batches kept per minute before they are merged into one
 
 
 def _representatives() -> FloatArray:
@@ -179,6 +180,26 @@ class MinuteBatch:
         )  # fmt: skip
 
 
+def _sum_by_key(keys: IntArray, counts: IntArray) -> tuple[IntArray, IntArray]:
+    """Unique keys and the summed counts of each."""
+    uniq, inv = np.unique(keys, return_inverse=True)
+    return uniq, np.bincount(inv, weights=counts, minlength=len(uniq)).astype(np.int64)
+
+
+def merge(batches: Sequence[MinuteBatch]) -> MinuteBatch:
+    """One batch equal to the sum of several (keeps memory per minute bounded)."""
+    cat = np.concatenate
+    towers, calls = _sum_by_key(cat([b.towers for b in batches]), cat([b.calls for b in batches]))
+    _, lat = _sum_by_key(cat([b.towers for b in batches]), cat([b.latency_sum_ms for b in batches]))
+    hk, hc = _sum_by_key(cat([b.hist_keys for b in batches]), cat([b.hist_counts for b in batches]))
+    width = 1 + max((int(b.fail_reasons.max()) for b in batches if len(b.fail_reasons)), default=0)
+    fk, fc = _sum_by_key(
+        cat([b.fail_towers * width + b.fail_reasons for b in batches]),
+        cat([b.fail_counts for b in batches]),
+    )
+    return MinuteBatch(towers, calls, lat, hk, hc, fk // width, fk % width, fc)
+
+
 def _grow(arr: npt.NDArray[np.int64], shape: tuple[int, ...]) -> npt.NDArray[np.int64]:
     """arr zero-padded to at least shape (capacity doubles so growth is amortised)."""
     if all(a >= s for a, s in zip(arr.shape, shape, strict=True)):
@@ -305,7 +326,10 @@ class Rollup:
         for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(minute)], strict=True):
             m = int(minute[lo])
             batch = MinuteBatch.of(tower[lo:hi], reason[lo:hi], bucket[lo:hi], lat[lo:hi])
-            self.minutes.setdefault(m, []).append(batch)
+            kept = self.minutes.setdefault(m, [])
+            kept.append(batch)
+            if len(kept) >= MERGE_AFTER:
+                kept[:] = [merge(kept)]
             for ws in self.sums:
                 if ws.start is not None and m >= ws.start:
                     ws.apply(batch, 1)
