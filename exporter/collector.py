@@ -237,8 +237,14 @@ class RefreshJob:
                 oldest_minute = math.floor(now / 60) - max(w.minutes for w in self.windows) + 1
                 window = queries.window_calls(conn, oldest_minute * 60.0, self._timed)
                 # Counters continue across a lost connection when the snapshot history is intact.
-                if self.prev is not None and queries.continuous(conn, self.prev):
-                    new = queries.new_calls(conn, self.prev, self._timed)
+                if self.prev is not None:
+                    if queries.continuous(conn, self.prev):
+                        new = queries.new_calls(conn, self.prev, self._timed)
+                    else:
+                        log.warning(
+                            "the database's transaction ids went back (restored or replaced?): "
+                            "counters continue from now; calls committed meanwhile are not counted"
+                        )
             else:
                 assert self.prev is not None
                 new = queries.new_calls(conn, self.prev, self._timed)
