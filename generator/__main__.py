@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from db.migrate import migrate
+from db.roles import EXPORTER_LOGIN, GENERATOR_LOGIN, LOGINS, ensure_login
 from ecm_common.cli import run
 from ecm_common.config import load_config
 from ecm_common.db import database_url, redact
@@ -91,7 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--from", dest="from_", required=True, help="start: a duration ago (7d) or an ISO timestamp"
     )
     bf.add_argument("--to", default="now", help="end: 'now', a duration ago or a timestamp")
-    _common(sub.add_parser("init-db", help="apply the schema migrations (idempotent)"))
+    init = sub.add_parser("init-db", help="apply the schema migrations (idempotent)")
+    _common(init)
+    init.add_argument(
+        "--exporter-password",
+        default=os.environ.get("ECM_EXPORTER_PASSWORD") or None,
+        help="also create/update login ecm_exporter (read-only) with this password "
+        "(ECM_EXPORTER_PASSWORD)",
+    )
+    init.add_argument(
+        "--generator-password",
+        default=os.environ.get("ECM_GENERATOR_PASSWORD") or None,
+        help="also create/update login ecm_generator (writer) with this password "
+        "(ECM_GENERATOR_PASSWORD)",
+    )
     return parser
 
 
@@ -106,15 +121,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def settings_from(ns: argparse.Namespace) -> GeneratorSettings:
     """Merge defaults, the YAML file, ECM_* variables and flags into validated settings."""
-    skip = {"command", "config", "check_only", "from_", "to"}
+    skip = {
+        "command",
+        "config",
+        "check_only",
+        "from_",
+        "to",
+        "exporter_password",
+        "generator_password",
+    }
     flags: dict[str, Any] = {k: v for k, v in vars(ns).items() if k not in skip}
     return load_config(GeneratorSettings, file=getattr(ns, "config", None), flags=flags)
 
 
-def _init_db(s: GeneratorSettings) -> int:
+def _init_db(s: GeneratorSettings, ns: argparse.Namespace) -> int:
     url = database_url(s.database_url)
     applied = migrate(url)
     print(f"schema up to date on {redact(url)} ({len(applied)} migration(s) applied)")
+    for user, password in (
+        (EXPORTER_LOGIN, ns.exporter_password),
+        (GENERATOR_LOGIN, ns.generator_password),
+    ):
+        if password:
+            ensure_login(url, user, password, LOGINS[user])
+            print(f"login role {user} ready (member of {LOGINS[user]})")
     return 0
 
 
@@ -141,7 +171,7 @@ def _main(argv: list[str]) -> int:
     s = settings_from(ns)
     setup_logging(s.log_level, s.log_format)
     if ns.command == "init-db":
-        return _init_db(s)
+        return _init_db(s, ns)
     if getattr(ns, "check_only", False):
         return _check(s)
     if ns.command == "backfill":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -12,6 +13,7 @@ from pathlib import Path
 from types import FrameType
 
 from db.migrate import migrate
+from db.roles import EXPORTER_LOGIN, GENERATOR_LOGIN, LOGINS, ensure_login, url_for
 from ecm_common import cli
 from ecm_common.config import load_config
 from ecm_common.db import URL_ENV, redact
@@ -84,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
             cluster.start()
             url = cluster.ensure_database()
         migrate(url)
+        reader_url = writer_url = url
+        if cluster is not None:
+            # Our own database: the parts get least-privilege accounts, as in docker-compose.
+            reader_url = login(url, EXPORTER_LOGIN)
+            writer_url = login(url, GENERATOR_LOGIN)
         log.info("database ready: %s", redact(url))
 
         gen_args = [
@@ -98,9 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if cfg.scenario:
             gen_args += ["--scenario", cfg.scenario]
-        sup.start(python_child("generator", "generator", gen_args, state, url))
+        sup.start(python_child("generator", "generator", gen_args, state, writer_url))
         exporter = sup.start(
-            python_child("exporter", "exporter", ["--port", str(cfg.exporter_port)], state, url)
+            python_child(
+                "exporter", "exporter", ["--port", str(cfg.exporter_port)], state, reader_url
+            )
         )
         wait_http(f"http://127.0.0.1:{cfg.exporter_port}/metrics", exporter)
 
@@ -127,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         sup.stop_all()
         if cluster is not None:
             cluster.destroy()
+
+
+def login(url: str, user: str) -> str:
+    """Create a login role for one part on our own cluster; returns its URL."""
+    password = secrets.token_urlsafe(18)
+    ensure_login(url, user, password, LOGINS[user])
+    return url_for(url, user, password)
 
 
 def start_prometheus_stack(cfg: StackConfig, sup: Supervisor, state: Path) -> dict[str, str]:

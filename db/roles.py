@@ -1,0 +1,51 @@
+"""Login accounts for the parts: the exporter reads through ecm_reader, the generator writes
+through ecm_writer (group roles created by the migrations)."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from ecm_common.db import connect, describe
+from ecm_common.errors import EcmError
+
+log = logging.getLogger(__name__)
+
+EXPORTER_LOGIN = "ecm_exporter"
+GENERATOR_LOGIN = "ecm_generator"
+LOGINS = {EXPORTER_LOGIN: "ecm_reader", GENERATOR_LOGIN: "ecm_writer"}
+
+
+class RoleError(EcmError):
+    """A login role could not be created or updated."""
+
+
+def ensure_login(url: str, user: str, password: str | None, group: str) -> None:
+    """Create or update a LOGIN role that is a member of group (ecm_reader or ecm_writer)."""
+    try:
+        with connect(url, autocommit=True, app="ecm-roles") as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            stmt = sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(user), sql.Literal(password)
+            )
+            conn.execute(stmt)
+            conn.execute(
+                sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(user))
+            )
+    except psycopg.Error as exc:
+        raise RoleError(f"cannot set up login role {user}: {describe(exc)}") from None
+    log.info("login role %s ready (member of %s)", user, group)
+
+
+def url_for(url: str, user: str, password: str | None) -> str:
+    """The same database URL with another user and password."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
+    return urlunsplit((parts.scheme, f"{auth}@{host}", parts.path, parts.query, parts.fragment))
