@@ -6,6 +6,8 @@ import enum
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from exporter.rollup import TowerResult, WindowResult
 
 
@@ -45,6 +47,24 @@ def classify(result: WindowResult, th: Thresholds) -> Status:
 
 def worst_towers(result: WindowResult, th: Thresholds) -> list[TowerResult]:
     """Up to top_n towers with failures by failure ratio, among towers with min_tower_calls."""
-    eligible = [t for t in result.towers if t.calls >= th.min_tower_calls and t.failed > 0]
-    eligible.sort(key=lambda t: (-t.failure_ratio, -t.failed, t.tower))
-    return eligible[: th.top_n]
+    active = result.active
+    calls = result.tower_calls_n[active]
+    failed = result.tower_failed_n[active]
+    keep = np.flatnonzero((calls >= th.min_tower_calls) & (failed > 0))
+    if not len(keep) or th.top_n <= 0:
+        return []
+    ratio = failed[keep] / calls[keep]
+    # Best candidates by (ratio, failed) first; names only break ties among those few.
+    order = np.lexsort((-failed[keep], -ratio))
+    cut = order[: th.top_n]
+    last = (ratio[cut[-1]], failed[keep][cut[-1]])
+    tied = (ratio == last[0]) & (failed[keep] == last[1])
+    chosen = np.union1d(cut, np.flatnonzero(tied))
+    names = result.tower_names
+    cands = [
+        TowerResult(names[active[keep[i]]], int(calls[keep[i]]), int(failed[keep[i]]),
+                    float(ratio[i]), float(result.active_p95_ms[keep[i]]))
+        for i in chosen.tolist()
+    ]  # fmt: skip
+    cands.sort(key=lambda t: (-t.failure_ratio, -t.failed, t.tower))
+    return cands[: th.top_n]

@@ -33,20 +33,30 @@ class Def:
     name: str
     help: str
     labels: tuple[str, ...] = ()
+    kind: str = "gauge"  # the exposition's TYPE: gauge, counter or histogram
+
+    def help_text(self, interval_s: float) -> str:
+        """HELP with the refresh interval filled in (window gauges name it)."""
+        return self.help.format(interval=interval_s)
 
 
 CALLS_TOTAL = Def(
-    "ecm_calls_total", "Calls stored since the exporter started, any status.", ("tower",)
+    "ecm_calls_total",
+    "Calls stored since the exporter started, any status.",
+    ("tower",),
+    "counter",
 )
 CALLS_FAILED_TOTAL = Def(
     "ecm_calls_failed_total",
     "Failed calls stored since the exporter started, by failure reason.",
     ("tower", "reason"),
+    "counter",
 )
 CALL_LATENCY = Def(
     "ecm_call_latency_seconds",
     "Call setup latency in seconds of calls stored since the exporter started.",
     ("tower",),
+    "histogram",
 )
 WINDOW_CALLS = Def("ecm_window_calls", "Calls " + _W + ".", ("window",))
 WINDOW_FAILED = Def("ecm_window_failed_calls", "Failed calls " + _W + ".", ("window",))
@@ -119,9 +129,25 @@ QUERY_LAST_SUCCESS = Def(
     ("query",),
 )
 QUERY_FAILURES = Def(
-    "ecm_exporter_query_failures_total", "Failed runs of the query since start.", ("query",)
+    "ecm_exporter_query_failures_total",
+    "Failed runs of the query since start.",
+    ("query",),
+    "counter",
 )
 INTERVAL = Def("ecm_exporter_refresh_interval_seconds", "Configured refresh interval in seconds.")
+
+# Exposition order: counters, window gauges, self-metrics.
+COUNTER_DEFS = (CALLS_TOTAL, CALLS_FAILED_TOTAL, CALL_LATENCY)
+WINDOW_DEFS = (
+    WINDOW_CALLS, WINDOW_FAILED, WINDOW_RATIO, WINDOW_AVG, WINDOW_P95, WINDOW_STATUS,
+    REASON_FAILED, REASON_RATIO, TOWER_CALLS, TOWER_FAILED, TOWER_RATIO, TOWER_P95, WORST,
+)  # fmt: skip
+SELF_DEFS = (
+    TH_RATIO, TH_P95, TH_MIN_CALLS, DB_UP, LAST_SUCCESS,
+    QUERY_DURATION, QUERY_LAST_SUCCESS, QUERY_FAILURES, INTERVAL,
+)  # fmt: skip
+# The histogram's le values as the text format writes them.
+BUCKET_LE = tuple([str(floatToGoString(b)) for b in LATENCY_BUCKETS_S] + ["+Inf"])  # type: ignore[no-untyped-call]
 
 
 @dataclass
@@ -156,11 +182,11 @@ class Published:
 
 
 def _gauge(d: Def, interval: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(d.name, d.help.format(interval=interval), labels=d.labels)
+    return GaugeMetricFamily(d.name, d.help_text(interval), labels=d.labels)
 
 
 class EcmCollector(Collector):
-    """Builds every family from a Published snapshot (towers that leave the data leave /metrics)."""
+    """The snapshot as prometheus_client families: the reference exporter.render must match."""
 
     def __init__(self, published: Published) -> None:
         self.published = published
@@ -180,7 +206,7 @@ class EcmCollector(Collector):
         hist = HistogramMetricFamily(
             CALL_LATENCY.name, CALL_LATENCY.help, labels=CALL_LATENCY.labels
         )
-        bounds = [str(floatToGoString(b)) for b in LATENCY_BUCKETS_S] + ["+Inf"]  # type: ignore[no-untyped-call]
+        bounds = list(BUCKET_LE)
         cum = c.buckets.cumsum(axis=1).tolist()
         for i, tower in enumerate(c.tower_names[: len(c.calls)]):
             calls.add_metric([tower], int(c.calls[i]))
@@ -193,10 +219,7 @@ class EcmCollector(Collector):
 
     def _windows(self, p: Published) -> Iterator[Metric]:
         iv = p.interval_s
-        fams = {d.name: _gauge(d, iv) for d in (
-            WINDOW_CALLS, WINDOW_FAILED, WINDOW_RATIO, WINDOW_AVG, WINDOW_P95, WINDOW_STATUS,
-            REASON_FAILED, REASON_RATIO, TOWER_CALLS, TOWER_FAILED, TOWER_RATIO, TOWER_P95, WORST,
-        )}  # fmt: skip
+        fams = {d.name: _gauge(d, iv) for d in WINDOW_DEFS}
         for view in p.windows:
             r, w = view.result, [view.result.label]
             fams[WINDOW_CALLS.name].add_metric(w, r.calls)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -59,14 +60,22 @@ def quantile_from_counts(counts: IntArray, q: float = QUANTILE) -> float:
 
 def quantiles_by_row(counts: IntArray, q: float = QUANTILE) -> FloatArray:
     """percentile_cont(q) per row of a (rows x buckets) count matrix, NaN for empty rows."""
+    rows, width = counts.shape
+    if not rows or not width:
+        return np.full(rows, np.nan)
     n = counts.sum(axis=1)
-    cs = np.cumsum(counts, axis=1)
+    # One running count over the flattened matrix: row r's entries lie in (off[r], off[r] + n[r]],
+    # so a search for off[r] + k finds row r's bucket holding order statistic k (0-based).
+    running = np.cumsum(counts, axis=None)
+    off = running[width - 1 :: width] - n
     h = q * np.maximum(n - 1, 0)
     k = np.floor(h).astype(np.int64)
     frac = h - k
-    last = counts.shape[1] - 1
-    b_lo = np.minimum((cs <= k[:, None]).sum(axis=1), last)
-    b_hi = np.minimum((cs <= np.minimum(k + 1, np.maximum(n - 1, 0))[:, None]).sum(axis=1), last)
+    last = width - 1
+    base = np.arange(rows, dtype=np.int64) * width
+    k_hi = np.minimum(k + 1, np.maximum(n - 1, 0))
+    b_lo = np.minimum(np.searchsorted(running, off + k, side="right") - base, last)
+    b_hi = np.minimum(np.searchsorted(running, off + k_hi, side="right") - base, last)
     lo = BUCKET_VALUE_MS[b_lo]
     hi = BUCKET_VALUE_MS[b_hi]
     out: FloatArray = lo + frac * (hi - lo)
@@ -250,7 +259,7 @@ class TowerResult:
 
 @dataclass
 class WindowResult:
-    """Everything published for one window."""
+    """Everything published for one window; per-tower values as arrays over the catalog."""
 
     label: str
     calls: int
@@ -258,8 +267,11 @@ class WindowResult:
     latency_sum_ms: int
     p95_ms: float  # NaN when no calls
     reason_failed: dict[str, int]
-    towers: list[TowerResult]
-    tower_calls: dict[str, tuple[int, int]] = field(default_factory=dict)  # every known tower
+    tower_names: list[str] = field(default_factory=list)  # every known tower, catalog order
+    tower_calls_n: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    tower_failed_n: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    active: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))  # towers with calls
+    active_p95_ms: FloatArray = field(default_factory=lambda: np.zeros(0, np.float64))
 
     @property
     def failure_ratio(self) -> float:
@@ -270,6 +282,38 @@ class WindowResult:
     def avg_latency_ms(self) -> float:
         """Mean latency, NaN without calls."""
         return self.latency_sum_ms / self.calls if self.calls else math.nan
+
+    @property
+    def active_ratio(self) -> FloatArray:
+        """Failure ratio of each tower with calls (same order as active)."""
+        out: FloatArray = self.tower_failed_n[self.active] / self.tower_calls_n[self.active]
+        return out
+
+    @cached_property
+    def towers(self) -> list[TowerResult]:
+        """Towers with calls in the window, catalog order."""
+        return [
+            TowerResult(self.tower_names[t], c, f, r, p)
+            for t, c, f, r, p in zip(
+                self.active.tolist(),
+                self.tower_calls_n[self.active].tolist(),
+                self.tower_failed_n[self.active].tolist(),
+                self.active_ratio.tolist(),
+                self.active_p95_ms.tolist(),
+                strict=True,
+            )
+        ]
+
+    @property
+    def tower_calls(self) -> dict[str, tuple[int, int]]:
+        """Every known tower: (calls, failed calls)."""
+        return dict(
+            zip(
+                self.tower_names,
+                zip(self.tower_calls_n.tolist(), self.tower_failed_n.tolist(), strict=True),
+                strict=True,
+            )
+        )
 
 
 class Rollup:
@@ -345,27 +389,17 @@ class Rollup:
         failed_t = failed.sum(axis=1)
         reason_failed = failed.sum(axis=0)
         active = np.flatnonzero(calls)
-        p95_t = quantiles_by_row(hist[active]) if len(active) else np.zeros(0)
-        towers = [
-            TowerResult(
-                self.catalog.towers[t],
-                int(calls[t]),
-                int(failed_t[t]),
-                float(failed_t[t] / calls[t]),
-                float(p95),
-            )
-            for t, p95 in zip(active.tolist(), p95_t.tolist(), strict=True)
-        ]
+        p95_t = quantiles_by_row(hist)[active]
         return WindowResult(
             label=label,
             calls=int(calls.sum()),
             failed=int(failed_t.sum()),
             latency_sum_ms=int(ws.latency_sum_ms[:n_t].sum()),
-            p95_ms=quantile_from_counts(hist.sum(axis=0)) if n_t else math.nan,
+            p95_ms=quantile_from_counts(hist.sum(axis=0)),
             reason_failed={r: int(reason_failed[i]) for i, r in enumerate(self.catalog.reasons)},
-            towers=towers,
-            tower_calls={
-                name: (int(calls[i]), int(failed_t[i]))
-                for i, name in enumerate(self.catalog.towers)
-            },
+            tower_names=list(self.catalog.towers),
+            tower_calls_n=calls.copy(),
+            tower_failed_n=failed_t,
+            active=active,
+            active_p95_ms=p95_t,
         )

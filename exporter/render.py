@@ -1,0 +1,321 @@
+"""The text exposition built straight from the snapshot's arrays, byte-identical to generate_latest.
+
+prometheus_client's generate_latest builds a Sample object per series and formats each value with
+floatToGoString; at 5,000 towers (about 190,000 series) that is most of a refresh. Here every
+family is written from numpy arrays: HELP/TYPE once, label prefixes cached per tower set, values
+formatted in bulk. Labels are written sorted by name and escaped exactly as generate_latest does;
+these custom families carry no _created samples, so neither path writes any.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client.utils import floatToGoString
+
+from exporter.counters import Counters
+from exporter.metrics import (
+    BUCKET_LE,
+    CALL_LATENCY,
+    CALLS_FAILED_TOTAL,
+    CALLS_TOTAL,
+    DB_UP,
+    INTERVAL,
+    LAST_SUCCESS,
+    QUERIES,
+    QUERY_DURATION,
+    QUERY_FAILURES,
+    QUERY_LAST_SUCCESS,
+    REASON_FAILED,
+    REASON_RATIO,
+    TH_MIN_CALLS,
+    TH_P95,
+    TH_RATIO,
+    TOWER_CALLS,
+    TOWER_FAILED,
+    TOWER_P95,
+    TOWER_RATIO,
+    WINDOW_AVG,
+    WINDOW_CALLS,
+    WINDOW_DEFS,
+    WINDOW_FAILED,
+    WINDOW_P95,
+    WINDOW_RATIO,
+    WINDOW_STATUS,
+    WORST,
+    Def,
+    Published,
+    QueryStats,
+    WindowView,
+)
+
+log = logging.getLogger(__name__)
+
+IntArray = npt.NDArray[np.int64]
+
+_GO_EXPONENT_FROM = 1e6  # floatToGoString switches to Go's exponent form from here up
+
+
+def escape_value(v: str) -> str:
+    """A label value escaped as the text format requires."""
+    return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _go(v: float) -> str:
+    return str(floatToGoString(v))  # type: ignore[no-untyped-call]
+
+
+class _WholeText:
+    """Text of small whole numbers ("12.0" + end), built once and grown on demand."""
+
+    CAP = 1 << 16
+
+    def __init__(self, end: str) -> None:
+        self.end = end
+        self.table = np.empty(0, dtype=object)
+
+    def __call__(self, ints: IntArray) -> list[str]:
+        """floatToGoString(n) + end of each whole number 0 <= n < 1e6."""
+        top = int(ints.max()) + 1
+        if top > len(self.table) and len(self.table) < self.CAP:
+            size = min(self.CAP, max(1024, 1 << (top - 1).bit_length()))
+            self.table = np.array([f"{i}.0{self.end}" for i in range(size)], dtype=object)
+        if top <= len(self.table):
+            small: list[str] = self.table[ints].tolist()
+            return small
+        out = np.empty(len(ints), dtype=object)
+        fits = ints < len(self.table)
+        out[fits] = self.table[ints[fits]]
+        big = np.flatnonzero(~fits)
+        out[big] = [f"{v}.0{self.end}" for v in ints[big].tolist()]
+        result: list[str] = out.tolist()
+        return result
+
+
+_WHOLE = {"": _WholeText(""), "\n": _WholeText("\n")}
+
+
+def format_values(values: npt.ArrayLike, end: str = "") -> list[str]:
+    """floatToGoString of every value followed by end, in bulk (whole numbers take a fast path)."""
+    a = np.asarray(values, dtype=np.float64).ravel()
+    if not a.size:
+        return []
+    whole_text = _WHOLE.get(end) or _WholeText(end)
+    whole = (a >= 0) & (a < _GO_EXPONENT_FROM) & (a == np.floor(a)) & ~np.signbit(a)
+    if whole.all():
+        return whole_text(a.astype(np.int64))
+    out = np.empty(a.size, dtype=object)
+    idx = np.flatnonzero(whole)
+    if len(idx):
+        out[idx] = whole_text(a[idx].astype(np.int64))
+    rest = np.flatnonzero(~whole)
+    # Ratios and quantiles repeat across towers: format each distinct value once.
+    uniq, inv = np.unique(a[rest], return_inverse=True)
+    texts = np.array(
+        [(_go(v) if not math.isfinite(v) or v >= _GO_EXPONENT_FROM else repr(v)) + end
+         for v in uniq.tolist()],
+        dtype=object,
+    )  # fmt: skip
+    out[rest] = texts[inv]
+    result: list[str] = out.tolist()
+    return result
+
+
+def header(d: Def, interval_s: float) -> str:
+    """The HELP and TYPE lines of a family (counters keep their _total name)."""
+    doc = d.help_text(interval_s).replace("\\", r"\\").replace("\n", r"\n")
+    return f"# HELP {d.name} {doc}\n# TYPE {d.name} {d.kind}\n"
+
+
+def sample(name: str, labels: dict[str, str], value: float) -> str:
+    """One sample line, labels sorted by name."""
+    if labels:
+        inner = ",".join(f'{k}="{escape_value(v)}"' for k, v in sorted(labels.items()))
+        return f"{name}{{{inner}}} {_go(value)}\n"
+    return f"{name} {_go(value)}\n"
+
+
+def _split(name: str, labels: dict[str, str], varying: str) -> tuple[str, str]:
+    """Text before and after the varying label's value in a sample line with these labels."""
+    names = sorted([*labels, varying])
+    i = names.index(varying)
+    before = [f'{k}="{escape_value(labels[k])}"' for k in names[:i]]
+    after = [f'{k}="{escape_value(labels[k])}"' for k in names[i + 1 :]]
+    head = name + "{" + "".join(b + "," for b in before) + varying + '="'
+    tail = '"' + "".join("," + a for a in after) + "} "
+    return head, tail
+
+
+def _lines(prefixes: Sequence[str], values: npt.ArrayLike) -> str:
+    """Prefix + value per line, newline-terminated."""
+    n = len(prefixes)
+    if not n:
+        return ""
+    out: list[str] = [""] * (2 * n)
+    out[::2] = prefixes
+    out[1::2] = format_values(values, "\n")
+    return "".join(out)
+
+
+def _pick(prefixes: list[str], idx: IntArray) -> list[str]:
+    """The prefixes of some towers, in index order."""
+    picked: list[str] = np.asarray(prefixes, dtype=object)[idx].tolist()
+    return picked
+
+
+def _interleave(groups: list[list[str]]) -> list[str]:
+    """Tower-major order from per-column lists: g0[0], g1[0], ..., g0[1], g1[1], ..."""
+    return [x for row in zip(*groups, strict=True) for x in row]
+
+
+class Renderer:
+    """Renders Published snapshots; keeps label prefixes of the last tower set between refreshes."""
+
+    def __init__(self) -> None:
+        self._towers: list[str] = []
+        self._escaped: list[str] = []
+        self._prefixes: dict[tuple[str, ...], list[str]] = {}
+
+    def _tower_prefixes(self, name: str, labels: dict[str, str], towers: list[str]) -> list[str]:
+        """Line prefixes of a per-tower series for every tower, cached while the towers stay."""
+        self._sync(towers)
+        key = (name, *[f"{k}={v}" for k, v in sorted(labels.items())])
+        got = self._prefixes.get(key)
+        if got is None:
+            head, tail = _split(name, labels, "tower")
+            got = self._prefixes[key] = [head + t + tail for t in self._escaped]
+        return got
+
+    def _sync(self, towers: list[str]) -> None:
+        """Drop cached prefixes when the tower list changed."""
+        if towers != self._towers:  # element identity makes this cheap when nothing changed
+            self._towers = list(towers)
+            self._escaped = [escape_value(t) for t in towers]
+            self._prefixes.clear()
+
+    def _block(
+        self,
+        name: str,
+        inner: list[str],
+        towers: list[str],
+        columns: Callable[[], list[list[str]]],
+    ) -> list[str]:
+        """Prefixes of a tower-major block (several series per tower), cached like the columns."""
+        self._sync(towers)
+        key = ("block", name, *inner)
+        got = self._prefixes.get(key)
+        if got is None:
+            got = self._prefixes[key] = _interleave(columns())
+        return got
+
+    def render(self, p: Published) -> bytes:
+        """The whole exposition of a snapshot, as generate_latest would write it."""
+        parts = self._counters(p.counters, p.interval_s)
+        parts += self._windows(p.windows, p.interval_s)
+        parts += _self_metrics(p)
+        return "".join(parts).encode("utf-8")
+
+    def _counters(self, c: Counters, iv: float) -> list[str]:
+        n_t = len(c.calls)
+        towers = c.tower_names[:n_t]
+        reasons = c.reason_names[: c.failed.shape[1]]
+        calls = header(CALLS_TOTAL, iv) + _lines(
+            self._tower_prefixes(CALLS_TOTAL.name, {}, towers), c.calls
+        )
+        failed_prefixes = self._block(
+            CALLS_FAILED_TOTAL.name,
+            reasons,
+            towers,
+            lambda: [
+                self._tower_prefixes(CALLS_FAILED_TOTAL.name, {"reason": r}, towers)
+                for r in reasons
+            ],
+        )
+        failed = header(CALLS_FAILED_TOTAL, iv) + _lines(
+            failed_prefixes, c.failed[:n_t, : len(reasons)].ravel()
+        )
+        name = CALL_LATENCY.name
+        hist_prefixes = self._block(
+            name,
+            [],
+            towers,
+            lambda: [
+                *[self._tower_prefixes(name + "_bucket", {"le": le}, towers) for le in BUCKET_LE],
+                self._tower_prefixes(name + "_count", {}, towers),
+                self._tower_prefixes(name + "_sum", {}, towers),
+            ],
+        )
+        cum = c.buckets[:n_t].cumsum(axis=1)
+        values = np.column_stack([cum, cum[:, -1], c.latency_sum_ms[:n_t] / 1000.0])
+        hist = header(CALL_LATENCY, iv) + _lines(hist_prefixes, values.ravel())
+        return [calls, failed, hist]
+
+    def _windows(self, views: list[WindowView], iv: float) -> list[str]:
+        body: dict[str, list[str]] = {d.name: [header(d, iv)] for d in WINDOW_DEFS}
+        for view in views:
+            r = view.result
+            w = {"window": r.label}
+            body[WINDOW_CALLS.name].append(sample(WINDOW_CALLS.name, w, r.calls))
+            body[WINDOW_FAILED.name].append(sample(WINDOW_FAILED.name, w, r.failed))
+            body[WINDOW_STATUS.name].append(sample(WINDOW_STATUS.name, w, int(view.status)))
+            if r.calls:
+                body[WINDOW_RATIO.name].append(sample(WINDOW_RATIO.name, w, r.failure_ratio))
+                body[WINDOW_AVG.name].append(sample(WINDOW_AVG.name, w, r.avg_latency_ms / 1000.0))
+                body[WINDOW_P95.name].append(sample(WINDOW_P95.name, w, r.p95_ms / 1000.0))
+            for reason, n in r.reason_failed.items():
+                body[REASON_FAILED.name].append(
+                    sample(REASON_FAILED.name, {**w, "reason": reason}, n)
+                )
+                if r.calls:
+                    body[REASON_RATIO.name].append(
+                        sample(REASON_RATIO.name, {**w, "reason": reason}, n / r.calls)
+                    )
+            towers = r.tower_names
+            for d, arr in ((TOWER_CALLS, r.tower_calls_n), (TOWER_FAILED, r.tower_failed_n)):
+                body[d.name].append(_lines(self._tower_prefixes(d.name, w, towers), arr))
+            if len(r.active):
+                ratio = self._tower_prefixes(TOWER_RATIO.name, w, towers)
+                p95 = self._tower_prefixes(TOWER_P95.name, w, towers)
+                body[TOWER_RATIO.name].append(_lines(_pick(ratio, r.active), r.active_ratio))
+                body[TOWER_P95.name].append(_lines(_pick(p95, r.active), r.active_p95_ms / 1000.0))
+            for rank, t in enumerate(view.worst, start=1):
+                labels = {**w, "tower": t.tower, "rank": str(rank)}
+                body[WORST.name].append(sample(WORST.name, labels, t.failure_ratio))
+        return ["".join(lines) for lines in body.values()]
+
+
+def _self_metrics(p: Published) -> list[str]:
+    """Thresholds and the exporter's own health: a few dozen lines, written plainly."""
+    th, iv = p.thresholds, p.interval_s
+    out = [header(TH_RATIO, iv)]
+    out += [sample(TH_RATIO.name, {"level": "warn"}, th.warn_failure_ratio)]
+    out += [sample(TH_RATIO.name, {"level": "alert"}, th.alert_failure_ratio)]
+    out += [header(TH_P95, iv)]
+    out += [sample(TH_P95.name, {"level": "warn"}, th.warn_p95_seconds)]
+    out += [sample(TH_P95.name, {"level": "alert"}, th.alert_p95_seconds)]
+    out += [header(TH_MIN_CALLS, iv), sample(TH_MIN_CALLS.name, {}, th.min_calls)]
+    out += [header(DB_UP, iv), sample(DB_UP.name, {}, 1 if p.database_up else 0)]
+    out += [header(LAST_SUCCESS, iv)]
+    if p.last_success is not None:
+        out += [sample(LAST_SUCCESS.name, {}, p.last_success)]
+    stats = [(name, p.queries.get(name, QueryStats())) for name in QUERIES]
+    out += [header(QUERY_DURATION, iv)]
+    out += [
+        sample(QUERY_DURATION.name, {"query": n}, q.duration_s)
+        for n, q in stats
+        if not math.isnan(q.duration_s)
+    ]
+    out += [header(QUERY_LAST_SUCCESS, iv)]
+    out += [
+        sample(QUERY_LAST_SUCCESS.name, {"query": n}, q.last_success)
+        for n, q in stats
+        if q.last_success is not None
+    ]
+    out += [header(QUERY_FAILURES, iv)]
+    out += [sample(QUERY_FAILURES.name, {"query": n}, q.failures) for n, q in stats]
+    out += [header(INTERVAL, iv), sample(INTERVAL.name, {}, p.interval_s)]
+    return out
