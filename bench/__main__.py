@@ -21,7 +21,8 @@ from ecm_common.logs import setup_logging
 log = logging.getLogger("bench")
 
 PROG = "ecm-bench"
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 PLOT_NAME = "bench-refresh.png"
 REPORT_NAME = "BENCHMARKS.md"
 
@@ -43,11 +44,16 @@ NOTES = [
     "the same rows.",
     "3: the generic SQL exporter, installed into a private virtual environment, running the same "
     "overall, per-tower and per-reason queries for each window back to back; its refresh cost is "
-    "its own query_latency histogram (mean execution time per query, times the windows).",
+    "its own query_latency histogram (mean execution time per query, times the windows). It is "
+    "scraped fewer times than ECM (most of a second per scrape at 5,000 towers).",
     "4: the exporter as users run it (`python -m exporter`, its own process), scraped "
-    "sequentially on 127.0.0.1 with a new connection per scrape, body read in full.",
+    "sequentially on 127.0.0.1 with a new connection per scrape, body read in full. Twice: with "
+    "`Accept-Encoding: gzip`, as Prometheus always scrapes (the exporter sends the gzip copy it "
+    "compressed once per refresh; the goal is judged on these scrapes; decompressing is the "
+    "scraper's own work and not timed), and as plain text.",
     "5: a fresh process feeds rows minute by minute on an injected clock (4 refreshes a "
-    "minute), past the longest window so old minutes are dropped; RSS from /proc and tracemalloc.",
+    "minute) for twice the longest window, so the middle sample is taken with that window full "
+    "and the second half only replaces old minutes; RSS from /proc and tracemalloc.",
 ]
 
 
@@ -63,6 +69,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--log-level", default="WARNING", help="progress detail (default WARNING)")
     return p.parse_args(argv)
+
+
+def shown_path(path: Path) -> str:
+    """A path as the table prints it: relative to the repository when inside it."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(resolved)
 
 
 def measure_all(plan: Plan, out_dir: Path, command: str) -> tuple[list[Row], str]:
@@ -101,7 +113,7 @@ def measure_all(plan: Plan, out_dir: Path, command: str) -> tuple[list[Row], str
     rows.append(
         Row("6", "plot of refresh cost against window size", f"not written: {missing}")
         if missing
-        else Row("6", "plot of refresh cost against window size", str(png))
+        else Row("6", "plot of refresh cost against window size", shown_path(png))
     )
     doc = markdown(rows, mach, command, NOTES, None if missing else PLOT_NAME)
     return rows, doc

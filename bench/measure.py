@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import logging
 import os
@@ -22,8 +23,10 @@ class ScrapeStats:
     median_s: float
     p99_s: float
     count: int
-    body_bytes: int
+    body_bytes: int  # as sent: compressed when the server answered with gzip
     series: int
+    gzip: bool  # asked for gzip (Accept-Encoding: gzip), as Prometheus always does
+    gzipped: bool  # the server answered with Content-Encoding: gzip
 
 
 def median_time(fn: Callable[[], object], repeats: int) -> float:
@@ -36,35 +39,46 @@ def median_time(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def scrape(host: str, port: int, path: str = "/metrics", timeout_s: float = 10.0) -> bytes:
-    """One GET on a new connection, as a scraper without keep-alive does; the body."""
+def fetch(
+    host: str, port: int, path: str = "/metrics", timeout_s: float = 10.0, *, gzip: bool = False
+) -> tuple[bytes, bool]:
+    """One GET on a new connection, as a scraper without keep-alive does; the body as sent and
+    whether it came gzip-encoded."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"Accept-Encoding": "gzip"} if gzip else {})
         resp = conn.getresponse()
         body = resp.read()
         if resp.status != 200:
             raise RuntimeError(f"GET {path} on {host}:{port} answered {resp.status}")
-        return body
+        return body, resp.getheader("Content-Encoding", "") == "gzip"
     finally:
         conn.close()
 
 
-def scrape_latency(host: str, port: int, count: int) -> ScrapeStats:
-    """Median and p99 of count sequential scrapes (connect, request, whole body)."""
+def scrape(host: str, port: int, path: str = "/metrics", timeout_s: float = 10.0) -> bytes:
+    """One plain GET; the body."""
+    return fetch(host, port, path, timeout_s)[0]
+
+
+def scrape_latency(host: str, port: int, count: int, *, use_gzip: bool = False) -> ScrapeStats:
+    """Median and p99 of count sequential scrapes (connect, request, whole body as sent)."""
     times = []
-    body = b""
+    body, gzipped = b"", False
     for _ in range(count):
         start = time.perf_counter()
-        body = scrape(host, port)
+        body, gzipped = fetch(host, port, gzip=use_gzip)
         times.append(time.perf_counter() - start)
-    series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+    text = gzip.decompress(body) if gzipped else body
+    series = sum(1 for line in text.splitlines() if line and not line.startswith(b"#"))
     return ScrapeStats(
         median_s=float(np.median(times)),
         p99_s=float(np.percentile(times, 99)),
         count=count,
         body_bytes=len(body),
         series=series,
+        gzip=use_gzip,
+        gzipped=gzipped,
     )
 
 

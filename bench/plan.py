@@ -21,6 +21,9 @@ class Plan:
     writer_rows: int
     writer_repeats: int
     scrapes: int
+    # query-exporter takes most of a second per scrape at 5,000 towers: fewer of its scrapes.
+    qe_scrapes: int
+    # Past twice the longest window, so the middle sample is taken with that window full.
     memory_minutes: int
     memory_rows_per_minute: int
     run_query_exporter: bool
@@ -46,7 +49,8 @@ FULL = Plan(
     writer_rows=200_000,
     writer_repeats=3,
     scrapes=300,
-    memory_minutes=90,
+    qe_scrapes=50,
+    memory_minutes=120,
     memory_rows_per_minute=2_000,
     run_query_exporter=True,
 )
@@ -62,6 +66,7 @@ QUICK = Plan(
     writer_rows=10_000,
     writer_repeats=1,
     scrapes=50,
+    qe_scrapes=20,
     memory_minutes=12,
     memory_rows_per_minute=200,
     run_query_exporter=False,

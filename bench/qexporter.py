@@ -158,7 +158,7 @@ def run(cmd: Path, url: str, windows: dict[str, int], scrapes: int) -> QeResult:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
             return QeResult(False, reason=f"did not run its queries: {exc}; log: {tail[0][:160]}")
         refresh, counted = refresh_seconds(body, len(windows))
-        stats = measure.scrape_latency("127.0.0.1", port, scrapes)
+        stats = measure.scrape_latency("127.0.0.1", port, scrapes, use_gzip=True)
         rss = measure.rss_bytes(proc.pid)
         return QeResult(
             True,

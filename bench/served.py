@@ -21,7 +21,8 @@ class Served:
 
     towers: int
     rows: int
-    scrape: measure.ScrapeStats
+    scrape: measure.ScrapeStats  # plain text
+    scrape_gzip: measure.ScrapeStats  # Accept-Encoding: gzip, as Prometheus scrapes
     rss_bytes: int
 
 
@@ -42,10 +43,11 @@ def serve_and_scrape(url: str, plan: Plan, towers: int, rows: int) -> Served:
                 f"exporter not ready: {exc} {err.decode(errors='replace')}"
             ) from None
         stats = measure.scrape_latency("127.0.0.1", port, plan.scrapes)
+        gz = measure.scrape_latency("127.0.0.1", port, plan.scrapes, use_gzip=True)
         rss = measure.rss_bytes(proc.pid)
     finally:
         ecm.stop_process(proc)
-    return Served(towers=towers, rows=rows, scrape=stats, rss_bytes=rss)
+    return Served(towers=towers, rows=rows, scrape=stats, scrape_gzip=gz, rss_bytes=rss)
 
 
 def query_exporter(url: str, plan: Plan) -> qexporter.QeResult:
@@ -55,6 +57,6 @@ def query_exporter(url: str, plan: Plan) -> qexporter.QeResult:
         return qexporter.QeResult(False, reason=reason)
     windows = {w: parse_window(w).minutes * 60 for w in plan.windows}
     try:
-        return qexporter.run(cmd, url, windows, plan.scrapes)
+        return qexporter.run(cmd, url, windows, plan.qe_scrapes)
     except (OSError, RuntimeError) as exc:
         return qexporter.QeResult(False, reason=f"failed to run: {exc}")
