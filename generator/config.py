@@ -61,6 +61,19 @@ def parse_weights(value: Any, what: str) -> dict[str, float]:
     raise ValueError(f"expected {what} as a mapping or NAME=WEIGHT,... text")
 
 
+def reason_weights(value: Any) -> dict[str, float]:
+    """Validated failure-reason weights: known reasons, none negative, at least one positive."""
+    weights = parse_weights(value, "reason weights")
+    for name, w in weights.items():
+        if name not in REASONS:
+            raise ValueError(f"unknown failure reason {name!r} (known: {', '.join(REASONS)})")
+        if w < 0:
+            raise ValueError(f"weight of {name} must not be negative")
+    if sum(weights.values()) <= 0:
+        raise ValueError("at least one reason weight must be positive")
+    return weights
+
+
 def tower_index(name: str, n_towers: int) -> int:
     """0-based index of TOWER_k; ValueError when the name is not one of the n towers."""
     m = _TOWER.match(name)
@@ -126,15 +139,7 @@ class GeneratorSettings(StrictModel):
     @field_validator("reason_weights", mode="before")
     @classmethod
     def _reasons(cls, v: Any) -> Any:
-        weights = parse_weights(v, "reason weights")
-        for name, w in weights.items():
-            if name not in REASONS:
-                raise ValueError(f"unknown failure reason {name!r} (known: {', '.join(REASONS)})")
-            if w < 0:
-                raise ValueError(f"weight of {name} must not be negative")
-        if sum(weights.values()) <= 0:
-            raise ValueError("at least one reason weight must be positive")
-        return weights
+        return reason_weights(v)
 
     @field_validator("failed_latency_ms", mode="before")
     @classmethod

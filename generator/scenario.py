@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from ecm_common.config import StrictModel, describe_error, read_yaml
 from ecm_common.domain import REASONS, tower_name
 from ecm_common.errors import ConfigError
-from generator.config import parse_duration, parse_weights, tower_index
+from generator.config import parse_duration, reason_weights, tower_index
 from generator.model import ModelParams, Timeline
 
 log = logging.getLogger(__name__)
@@ -93,17 +93,7 @@ class Effects(StrictModel):
     @field_validator("reasons", mode="before")
     @classmethod
     def _reasons(cls, v: Any) -> Any:
-        if v is None:
-            return None
-        weights = parse_weights(v, "reason weights")
-        for name, w in weights.items():
-            if name not in REASONS:
-                raise ValueError(f"unknown failure reason {name!r} (known: {', '.join(REASONS)})")
-            if w < 0:
-                raise ValueError(f"weight of {name} must not be negative")
-        if sum(weights.values()) <= 0:
-            raise ValueError("at least one reason weight must be positive")
-        return weights
+        return None if v is None else reason_weights(v)
 
     @model_validator(mode="after")
     def _one_reason_form(self) -> Effects:

@@ -15,6 +15,7 @@ from ecm_common.errors import ConfigError
 from stack import rules
 from stack.rules import BurnRateWindow, RuleParams
 from tests.fixtures.tools import require_binary
+from tests.stack.livestack import E2E_RULES
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "prometheus" / "rules"
@@ -47,29 +48,6 @@ def committed_rules(kind: str) -> list[dict[str, Any]]:
         for group in doc["groups"]:
             out += [r for r in group["rules"] if kind in r]
     return out
-
-
-def short_params() -> RuleParams:
-    """The end-to-end test's parameters: windows of seconds instead of minutes."""
-    return RuleParams(
-        ratio_window="20s",
-        min_calls=5,
-        failure_for="2s",
-        window_warn_for="2s",
-        window_alert_for="2s",
-        latency_warning_for="2s",
-        latency_critical_for="2s",
-        no_calls_window="30s",
-        no_calls_for="5s",
-        exporter_down_for="2s",
-        exporter_absent_for="5s",
-        stale_after_seconds=10,
-        stale_for="2s",
-        database_down_for="2s",
-        watchdog_for="1s",
-        burn_page=(BurnRateWindow("1m", "10s", 14.4),),
-        burn_ticket=(BurnRateWindow("5m", "30s", 3.0),),
-    )
 
 
 def test_committed_rules_are_up_to_date() -> None:
@@ -187,7 +165,7 @@ def test_recording_rules_are_named_level_metric_operations() -> None:
 def test_short_parameters_render_valid_rules(tmp_path: Path) -> None:
     """The end-to-end configuration is the same rules with other windows, and still valid."""
     promtool = require_binary("promtool", "prometheus")
-    paths = rules.write(short_params(), tmp_path)
+    paths = rules.write(E2E_RULES, tmp_path)
     proc = subprocess.run(
         [promtool, "check", "rules", "--lint=all", "--lint-fatal", *map(str, paths)],
         capture_output=True,
