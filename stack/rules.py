@@ -42,8 +42,9 @@ DATA_ALERTS = (
     "EcmCallSuccessBudgetBurn",
 )
 PIPELINE_ALERTS = ("EcmExporterDown", "EcmExporterAbsent", "EcmDataStale", "EcmDatabaseDown")
+GENERATOR_ALERTS = ("EcmGeneratorWriterStuck",)
 WATCHDOG = "EcmWatchdog"
-ALERT_NAMES = (*DATA_ALERTS, *PIPELINE_ALERTS, WATCHDOG)
+ALERT_NAMES = (*DATA_ALERTS, *PIPELINE_ALERTS, *GENERATOR_ALERTS, WATCHDOG)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,9 @@ class RuleParams:
     stale_after_seconds: int = 120
     stale_for: str = "1m"
     database_down_for: str = "2m"
+    generator_job: str = "ecm-generator"
+    writer_stuck_window: str = "5m"
+    writer_stuck_for: str = "5m"
     watchdog_for: str = "1m"
 
     def __post_init__(self) -> None:
@@ -388,6 +392,20 @@ def pipeline_alerts(p: RuleParams) -> list[dict[str, Any]]:
             "The ECM exporter cannot reach the database.",
             "The exporter {{ $labels.instance }} could not query PostgreSQL for "
             f"{p.database_down_for}: window values are not published.",
+        ),
+        _alert(
+            p,
+            "EcmGeneratorWriterStuck",
+            f'rate(ecm_generator_calls_generated_total{{job="{p.generator_job}"}}'
+            f"[{p.writer_stuck_window}]) > 0"
+            f' unless rate(ecm_generator_calls_written_total{{job="{p.generator_job}"}}'
+            f"[{p.writer_stuck_window}]) > 0",
+            p.writer_stuck_for,
+            "warning",
+            "The call generator {{ $labels.instance }} generates calls but stores none.",
+            f"No call reached PostgreSQL in the last {p.writer_stuck_window} although calls "
+            "were generated: they wait in the queue or the spool (replayed when the "
+            "database is back).",
         ),
         _alert(
             p,

@@ -36,6 +36,7 @@ EXPECTED_ALERTS = {
     "EcmExporterAbsent",
     "EcmDataStale",
     "EcmDatabaseDown",
+    "EcmGeneratorWriterStuck",
     "EcmWatchdog",
 }
 
