@@ -70,9 +70,9 @@ def _go(v: float) -> str:
 
 
 class _WholeText:
-    """Text of small whole numbers ("12.0" + end), built once and grown on demand."""
+    """Text of small whole numbers ("12.0" + end): a fixed table, so memory stays flat."""
 
-    CAP = 1 << 16
+    SIZE = 1 << 15  # about 2 MiB; larger counts are formatted one by one
 
     def __init__(self, end: str) -> None:
         self.end = end
@@ -80,15 +80,13 @@ class _WholeText:
 
     def __call__(self, ints: IntArray) -> list[str]:
         """floatToGoString(n) + end of each whole number 0 <= n < 1e6."""
-        top = int(ints.max()) + 1
-        if top > len(self.table) and len(self.table) < self.CAP:
-            size = min(self.CAP, max(1024, 1 << (top - 1).bit_length()))
-            self.table = np.array([f"{i}.0{self.end}" for i in range(size)], dtype=object)
-        if top <= len(self.table):
+        if not len(self.table):
+            self.table = np.array([f"{i}.0{self.end}" for i in range(self.SIZE)], dtype=object)
+        if int(ints.max()) < self.SIZE:
             small: list[str] = self.table[ints].tolist()
             return small
         out = np.empty(len(ints), dtype=object)
-        fits = ints < len(self.table)
+        fits = ints < self.SIZE
         out[fits] = self.table[ints[fits]]
         big = np.flatnonzero(~fits)
         out[big] = [f"{v}.0{self.end}" for v in ints[big].tolist()]
@@ -104,7 +102,7 @@ def format_values(values: npt.ArrayLike, end: str = "") -> list[str]:
     a = np.asarray(values, dtype=np.float64).ravel()
     if not a.size:
         return []
-    whole_text = _WHOLE.get(end) or _WholeText(end)
+    whole_text = _WHOLE[end] if end in _WHOLE else _WholeText(end)
     whole = (a >= 0) & (a < _GO_EXPONENT_FROM) & (a == np.floor(a)) & ~np.signbit(a)
     if whole.all():
         return whole_text(a.astype(np.int64))
