@@ -73,8 +73,12 @@ def test_quick_benchmark_prints_one_complete_table(
     accuracy = [r for r in rows if r[0] == "2" and r[1].startswith("published p95")]
     assert len(accuracy) == 4
     assert all(r[6] == "met" for r in accuracy), accuracy
+    # Per tower count: scraped with gzip as Prometheus does, and as plain text.
     scrapes = [r for r in rows if r[0] == "4"]
-    assert len(scrapes) == 2
+    assert len(scrapes) == 4
+    assert sum("gzip (as Prometheus scrapes)" in r[1] for r in scrapes) == 2
+    assert sum("plain text" in r[1] for r in scrapes) == 2
+    assert all(r[5] == "-" for r in scrapes if "plain text" in r[1])  # the goal is judged on gzip
     memory = [r for r in rows if r[0] == "5"]
     assert len(memory[0][2].split(" / ")) == 3  # start, middle, end
 
