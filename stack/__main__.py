@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     check_port_free(cfg.exporter_port, "the exporter")
     check_port_free(cfg.generator_metrics_port, "the generator's metrics")
 
+    # SIGINT too: a shell that starts us in the background hands us SIGINT ignored.
+    signal.signal(signal.SIGINT, _raise_interrupt)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     sup = Supervisor()
     cluster: LocalCluster | None = None
