@@ -6,12 +6,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, field_validator
 
 from ecm_common.config import StrictModel, load_config
 from ecm_common.errors import ConfigError
+from ecm_common.logs import LogFormat, LogLevel
 
 DEFAULT_PORT = 9742
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -54,13 +55,8 @@ class ExporterSettings(StrictModel):
     # Setup latency p95: over 4 s misses the setup-delay target (warn), over 8 s is critical.
     warn_p95_seconds: float = Field(4.0, gt=0)
     alert_p95_seconds: float = Field(8.0, gt=0)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["text", "json"] = "text"
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
+    log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
 
     @field_validator("windows", mode="before")
     @classmethod

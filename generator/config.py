@@ -7,13 +7,14 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
 from ecm_common.config import StrictModel
 from ecm_common.domain import REASONS
 from ecm_common.errors import ConfigError
+from ecm_common.logs import LogFormat, LogLevel
 from generator.model import (
     DEFAULT_FAILED_LATENCY_MS,
     DEFAULT_REASON_WEIGHTS,
@@ -123,13 +124,8 @@ class GeneratorSettings(StrictModel):
     retry_base_delay: float = Field(0.2, ge=0)
     retry_max_delay: float = Field(5.0, ge=0)
     metrics_port: int | None = Field(None, ge=0, le=65535)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["text", "json"] = "text"
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper(cls, v: Any) -> Any:
-        return v.upper() if isinstance(v, str) else v
+    log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
 
     @field_validator("duration", mode="before")
     @classmethod

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = parse_args(argv)
     flags = {k: v for k, v in vars(ns).items() if k != "config"}
     cfg = load_config(StackConfig, file=ns.config, flags=flags)
-    setup_logging(cfg.log_level, "json" if cfg.log_format == "json" else "text")
+    setup_logging(cfg.log_level, cfg.log_format)
     state = Path(cfg.state_dir) if cfg.state_dir else Path(tempfile.mkdtemp(prefix="ecm-stack-"))
     state.mkdir(parents=True, exist_ok=True)
     check_port_free(cfg.exporter_port, "the exporter")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field
 
 from ecm_common.config import StrictModel
+from ecm_common.logs import LogFormat, LogLevel
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -26,5 +27,5 @@ class StackConfig(StrictModel):
     sink_port: Port = 9099
     with_prometheus: bool = True
     state_dir: str | None = None
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["text", "json"] = "text"
+    log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
