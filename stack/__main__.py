@@ -95,19 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             writer_url = login(url, GENERATOR_LOGIN)
         log.info("database ready: %s", redact(url))
 
-        gen_args = [
-            "--rate",
-            str(cfg.rate),
-            "--failure-prob",
-            str(cfg.failure_prob),
-            "--towers",
-            str(cfg.towers),
-            "--metrics-port",
-            str(cfg.generator_metrics_port),
-        ]
-        if cfg.scenario:
-            gen_args += ["--scenario", cfg.scenario]
-        sup.start(python_child("generator", "generator", gen_args, state, writer_url))
+        sup.start(python_child("generator", "generator", generator_args(cfg), state, writer_url))
         exporter = sup.start(
             python_child(
                 "exporter", "exporter", ["--port", str(cfg.exporter_port)], state, reader_url
@@ -138,6 +126,17 @@ def main(argv: list[str] | None = None) -> int:
         sup.stop_all()
         if cluster is not None:
             cluster.destroy()
+
+
+def generator_args(cfg: StackConfig) -> list[str]:
+    """The generator's flags; with a scenario, only what the user set, so its baseline holds."""
+    args = ["--metrics-port", str(cfg.generator_metrics_port)]
+    for name in ("rate", "failure_prob", "towers"):
+        if not cfg.scenario or name in cfg.model_fields_set:
+            args += ["--" + name.replace("_", "-"), str(getattr(cfg, name))]
+    if cfg.scenario:
+        args += ["--scenario", cfg.scenario]
+    return args
 
 
 def login(url: str, user: str) -> str:

@@ -126,3 +126,21 @@ def test_bad_option_is_one_line_and_exit_2() -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "rate" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_scenario_keeps_its_own_baseline_unless_overridden() -> None:
+    from ecm_common.config import load_config
+    from stack.__main__ import generator_args
+    from stack.config import StackConfig
+
+    def args(**flags: object) -> list[str]:
+        return generator_args(load_config(StackConfig, flags=flags, environ={}))
+
+    plain = args()
+    assert plain[plain.index("--rate") + 1] == "5.0"
+    assert plain[plain.index("--failure-prob") + 1] == "0.005"
+    scenario = args(scenario="scenarios/tower-outage.yaml")
+    assert "--rate" not in scenario and "--failure-prob" not in scenario
+    assert scenario[scenario.index("--scenario") + 1] == "scenarios/tower-outage.yaml"
+    overridden = args(scenario="scenarios/tower-outage.yaml", rate=20)
+    assert overridden[overridden.index("--rate") + 1] == "20.0"
