@@ -13,7 +13,7 @@ import psycopg
 from bench import queries
 from db.migrate import migrate
 from ecm_common.db import connect
-from ecm_common.pgcluster import LocalCluster
+from stack.pgcluster import LocalCluster
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ecm_common.db import URL_ENV
 from exporter.assess import Thresholds
-from exporter.collector import RefreshJob
 from exporter.config import parse_window
+from exporter.refresh import RefreshJob
 
 REFRESH_INTERVAL_S = 15.0
 

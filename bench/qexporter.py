@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from bench import measure, queries
-from ecm_common.pgcluster import free_port
+from stack.pgcluster import free_port
 
 log = logging.getLogger(__name__)
 

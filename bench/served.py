@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from bench import ecm, measure, qexporter
 from bench.plan import Plan
-from ecm_common.pgcluster import free_port
 from exporter.config import parse_window
+from stack.pgcluster import free_port
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from ecm_common.db import database_url, redact
 from ecm_common.errors import ConfigError, EcmError
 from ecm_common.logs import setup_logging
 from exporter.assess import Thresholds
-from exporter.collector import RefreshJob, compute_once
 from exporter.config import ExporterSettings, Window, load_settings
+from exporter.refresh import RefreshJob, compute_once
 from exporter.report import as_json, exit_status, text
 from exporter.scheduler import start_scheduler, stop_scheduler
 from exporter.server import MetricsServer, make_app

@@ -18,8 +18,8 @@ from ecm_common import cli
 from ecm_common.config import load_config
 from ecm_common.db import URL_ENV, redact
 from ecm_common.logs import setup_logging
-from ecm_common.pgcluster import LocalCluster
 from stack.config import StackConfig
+from stack.pgcluster import LocalCluster
 from stack.runner import Child, Supervisor, check_port_free, wait_http
 
 log = logging.getLogger("stack")

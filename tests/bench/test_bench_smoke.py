@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ecm_common.pgcluster import find_bindir
+from stack.pgcluster import find_bindir
 from tests.fixtures.tools import in_ci
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.assess import Thresholds
-from exporter.collector import RefreshJob
 from exporter.config import parse_window
+from exporter.refresh import RefreshJob
 from tests.fixtures.postgres import EcmDb
 
 

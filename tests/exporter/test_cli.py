@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ecm_common.pgcluster import free_port
+from stack.pgcluster import free_port
 from tests.exporter.helpers import Call, percentile_cont, write_calls
 from tests.fixtures.postgres import EcmDb
 

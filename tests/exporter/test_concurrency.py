@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from ecm_common.domain import REASONS
-from exporter.collector import RefreshJob
+from exporter.refresh import RefreshJob
 from tests.exporter.conftest import FakeClock
 from tests.exporter.helpers import Call, copy_calls, total, value
 from tests.fixtures.postgres import EcmDb

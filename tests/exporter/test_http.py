@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collector import RefreshJob
+from exporter.refresh import RefreshJob
 from exporter.server import MetricsServer, make_app
 from tests.exporter.conftest import FakeClock
 from tests.exporter.helpers import Call, add_towers, value, write_calls

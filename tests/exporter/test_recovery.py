@@ -10,10 +10,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from db.migrate import migrate
-from ecm_common.pgcluster import ClusterError, LocalCluster, free_port
 from exporter.assess import Thresholds
-from exporter.collector import RefreshJob
 from exporter.config import parse_window
+from exporter.refresh import RefreshJob
+from stack.pgcluster import ClusterError, LocalCluster, free_port
 from tests.exporter.conftest import FakeClock
 from tests.exporter.helpers import Call, total, value, write_calls
 from tests.fixtures.tools import in_ci

@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 import pytest
 
 from ecm_common.domain import REASONS
-from exporter.collector import RefreshJob
+from exporter.refresh import RefreshJob
 from tests.exporter.conftest import FakeClock
 from tests.exporter.helpers import Call, add_towers, percentile_cont, total, value, write_calls
 from tests.fixtures.postgres import EcmDb

@@ -12,9 +12,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
 from exporter.assess import Thresholds
-from exporter.collector import RefreshJob, view
 from exporter.counters import Counters
 from exporter.metrics import EcmCollector, Published, QueryStats
+from exporter.refresh import RefreshJob, view
 from exporter.render import Renderer, format_values
 from exporter.rollup import Catalog, Rollup, Rows
 from tests.exporter.conftest import FakeClock

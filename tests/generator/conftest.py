@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from db.migrate import migrate
-from ecm_common.pgcluster import LocalCluster
+from stack.pgcluster import LocalCluster
 from tests.fixtures.postgres import start_cluster
 
 

@@ -88,7 +88,7 @@ def test_bad_values_exit_2_with_one_line(
 
 
 def test_unreachable_database_at_start_exits_3(tmp_path: Path) -> None:
-    from ecm_common.pgcluster import free_port
+    from stack.pgcluster import free_port
 
     url = f"postgresql://ecm@127.0.0.1:{free_port()}/ecm"
     proc = run_gen("--count", "5", "--database-url", url, tmp=tmp_path)

@@ -11,7 +11,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from ecm_common.pgcluster import LocalCluster, free_port
+from stack.pgcluster import LocalCluster, free_port
 from tests.fixtures.postgres import EcmDb
 from tests.generator.helpers import (
     PAST_ISO,

@@ -15,7 +15,7 @@ from typing import TypeVar
 import pytest
 import requests
 
-from ecm_common.pgcluster import find_bindir, free_port
+from stack.pgcluster import find_bindir, free_port
 from tests.fixtures.tools import in_ci, require_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -181,7 +181,7 @@ class LiveStack:
 
     def start_exporter(self) -> None:
         """Start the real exporter (again, on the same port) and wait for its first refresh."""
-        from ecm_common.pgcluster import free_port
+        from stack.pgcluster import free_port
 
         if not self.exporter_port:
             self.exporter_port = free_port()

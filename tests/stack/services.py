@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import pytest
 import requests
 
-from ecm_common.pgcluster import free_port
+from stack.pgcluster import free_port
 
 T = TypeVar("T")
 START_TIMEOUT_S = 30.0

@@ -1,6 +1,6 @@
 """Compare ways of writing the same batches: numpy-built binary COPY, psycopg rows (binary, text).
 
-Run: ``python -m generator.copy_compare --database-url URL [--rows 200000]`` on a scratch database
+Run: ``python -m bench.copy_compare --database-url URL [--rows 200000]`` on a scratch database
 (it truncates emergency_calls). Prints rows/s per method, including encoding time.
 """
 
