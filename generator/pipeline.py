@@ -12,10 +12,10 @@ from typing import Protocol
 
 import psycopg
 
+from ecm_common.clock import Clock, SystemClock
 from ecm_common.db import describe
 from ecm_common.errors import DatabaseUnavailable
 from generator.batch import CallBatch, split_valid
-from generator.clock import Clock, SystemClock
 from generator.metrics import GeneratorMetrics
 from generator.spool import DeadLetters, Spool
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ecm_common.clock import Clock, SystemClock
 from generator.batch import CallBatch
-from generator.clock import Clock, SystemClock
 from generator.model import CallModel
 from generator.pipeline import Pipeline
 
