@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -46,7 +47,7 @@ def run_gen(
     )
 
 
-def query(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+def query(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
     """Rows of one query."""
     with psycopg.connect(url) as conn:
         return conn.execute(sql, params).fetchall()
@@ -88,4 +89,4 @@ def count_calls(url: str) -> int:
         [(n,)] = query(url, "SELECT count(*) FROM emergency_calls")
     except psycopg.OperationalError:
         return -1
-    return int(n)  # type: ignore[call-overload]
+    return int(n)

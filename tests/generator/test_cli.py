@@ -46,7 +46,7 @@ def test_seed_command_writes_exactly_count_with_failure_share(
     assert towers >= 30
     assert bad_reason == 0
     # 1999 gaps of mean 0.2 s: 400 s, sd ~9 s.
-    assert 350 <= float(span_s) <= 450  # type: ignore[arg-type]
+    assert 350 <= float(span_s) <= 450
 
 
 def test_init_db_is_idempotent(empty_db: str, tmp_path: Path) -> None:

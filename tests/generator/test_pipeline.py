@@ -127,7 +127,7 @@ def test_backfill_api(test_db: EcmDb, tmp_path: Path) -> None:
     [(n, lo, hi)] = query(test_db.url, sql)
     assert counts.written == counts.generated == n
     assert 27_000 < n < 33_000  # 600 s at 50/s
-    assert lo >= PAST and hi < end  # type: ignore[operator]
+    assert lo >= PAST and hi < end
 
 
 def test_self_metrics_are_valid_exposition() -> None:

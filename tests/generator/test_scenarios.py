@@ -43,13 +43,13 @@ def overall(url: str, lo: str, hi: str) -> tuple[int, float, float]:
         ' FROM emergency_calls WHERE "timestamp" >= %s AND "timestamp" < %s',
         (lo, hi),
     )
-    return int(n), float(ratio or 0), float(p95 or 0)  # type: ignore[arg-type]
+    return int(n), float(ratio or 0), float(p95 or 0)
 
 
 def per_tower(url: str, lo: str, hi: str) -> dict[str, tuple[int, float]]:
     """Tower -> (calls, failure ratio) between lo and hi."""
     return {
-        str(t): (int(n), float(r))  # type: ignore[call-overload]
+        str(t): (int(n), float(r))
         for t, n, r in query(
             url,
             "SELECT tower_id, count(*), avg((status = 'FAILED')::int)::float FROM emergency_calls"
@@ -67,8 +67,8 @@ def top_reason(url: str, lo: str, hi: str) -> tuple[str, float]:
         ' AND "timestamp" >= %s AND "timestamp" < %s GROUP BY 1 ORDER BY 2 DESC',
         (lo, hi),
     )
-    total = sum(int(n) for _, n in got)  # type: ignore[call-overload]
-    return str(got[0][0]), int(got[0][1]) / total  # type: ignore[call-overload]
+    total = sum(int(n) for _, n in got)
+    return str(got[0][0]), int(got[0][1]) / total
 
 
 def before(doc: dict[str, Any]) -> tuple[str, str]:

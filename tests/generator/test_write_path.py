@@ -161,7 +161,7 @@ def test_killed_while_spooling_then_restarted_loses_and_doubles_nothing(
         f" count(*) FILTER (WHERE \"timestamp\" < '{start}') FROM emergency_calls",
     )
     assert new == 50
-    assert last_old < first_new  # type: ignore[operator]
+    assert last_old < first_new
 
 
 def test_second_signal_exits_at_once_keeping_the_spool(
