@@ -6,9 +6,11 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test bench bench-quick lint format rules dashboards clean
 
+# One venv for every target: the dev tools, and the embedded PostgreSQL that `make demo` falls
+# back to without server binaries (a test runs the local run on it).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,embedded]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -11,6 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 from types import FrameType
+from typing import get_args
 
 from db.migrate import migrate
 from db.roles import EXPORTER_LOGIN, GENERATOR_LOGIN, LOGINS, ensure_login, url_for
@@ -18,6 +19,7 @@ from ecm_common import cli
 from ecm_common.config import load_config
 from ecm_common.db import URL_ENV, redact
 from ecm_common.logs import setup_logging
+from stack import pgbinaries
 from stack.config import StackConfig
 from stack.pgcluster import LocalCluster
 from stack.runner import Child, Supervisor, check_port_free, wait_http
@@ -30,6 +32,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ecm-stack", description=__doc__)
     p.add_argument("--config", help="YAML file with any of the options below")
     p.add_argument("--database-url", help=f"use this database instead of a local one ({URL_ENV})")
+    p.add_argument(
+        "--postgres",
+        # Not argparse choices: the settings model refuses a bad value in one line.
+        metavar="{" + ",".join(get_args(pgbinaries.PostgresChoice)) + "}",
+        help="the local server: system binaries, embedded pgserver, or auto (default: system "
+        "binaries when found, else embedded)",
+    )
     p.add_argument("--rate", type=float, help="generated calls per second (default 5)")
     p.add_argument(
         "--failure-prob",
@@ -83,8 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     cluster: LocalCluster | None = None
     try:
         url = cfg.database_url or os.environ.get(URL_ENV, "")
+        postgres = f"the database in {url_origin(ns)}"
         if not url:
-            cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="ecm-pg-")))
+            server = pgbinaries.find(cfg.postgres)
+            postgres = server.why
+            log.info("PostgreSQL: %s", postgres)
+            cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="ecm-pg-")), bindir=server.bindir)
             cluster.start()
             url = cluster.ensure_database()
         migrate(url)
@@ -108,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             "generator metrics": f"http://127.0.0.1:{cfg.generator_metrics_port}/metrics",
         }
         urls.update(start_prometheus_stack(cfg, sup, state))
-        print_banner(urls, state, url)
+        print_banner(urls, state, url, postgres)
         dead = sup.watch()
         if dead is not None:
             log.error(
@@ -155,13 +168,23 @@ def start_prometheus_stack(cfg: StackConfig, sup: Supervisor, state: Path) -> di
     return local_tools.start(cfg, sup, state)
 
 
-def print_banner(urls: dict[str, str], state: Path, db_url: str) -> None:
+def url_origin(ns: argparse.Namespace) -> str:
+    """Where the database URL came from, for the banner."""
+    if ns.database_url:
+        return "--database-url"
+    if os.environ.get(URL_ENV):
+        return URL_ENV
+    return f"database_url in {ns.config}"
+
+
+def print_banner(urls: dict[str, str], state: Path, db_url: str, postgres: str) -> None:
     """Tell the user where to look."""
     width = max(len(k) for k in urls)
     lines = ["", "ECM is running. Press Ctrl-C to stop everything.", ""]
     lines += [f"  {k.ljust(width)}  {v}" for k, v in urls.items()]
     lines += [
         f"  {'database'.ljust(width)}  {redact(db_url)}",
+        f"  {'postgres'.ljust(width)}  {postgres}",
         f"  {'logs'.ljust(width)}  {state}",
         "",
         f"  one-shot report: ECM_DATABASE_URL='{db_url}' \\\n"

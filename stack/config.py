@@ -8,6 +8,7 @@ from pydantic import Field
 
 from ecm_common.config import StrictModel
 from ecm_common.logs import LogFormat, LogLevel
+from stack.pgbinaries import PostgresChoice
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -16,6 +17,7 @@ class StackConfig(StrictModel):
     """Options of the local run: one name each in YAML, ECM_* environment and flags."""
 
     database_url: str | None = None
+    postgres: PostgresChoice = "auto"
     rate: Annotated[float, Field(gt=0)] = 5.0
     failure_prob: Annotated[float, Field(ge=0, le=1)] = 0.005
     towers: Annotated[int, Field(ge=1)] = 50

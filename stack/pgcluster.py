@@ -1,4 +1,4 @@
-"""A throwaway local PostgreSQL cluster from the machine's server binaries, for demos and tests."""
+"""A throwaway local PostgreSQL cluster (system or embedded binaries), for demos and tests."""
 
 from __future__ import annotations
 
@@ -65,8 +65,15 @@ def unprivileged_user() -> str | None:
 class LocalCluster:
     """initdb, start, stop and URLs of one cluster living in its own directory."""
 
-    def __init__(self, base_dir: Path | None = None, port: int | None = None, *, fast: bool = True):
-        bindir = find_bindir()
+    def __init__(
+        self,
+        base_dir: Path | None = None,
+        port: int | None = None,
+        *,
+        fast: bool = True,
+        bindir: Path | None = None,
+    ):
+        bindir = bindir or find_bindir()
         if bindir is None:
             raise ClusterError(
                 "no PostgreSQL server binaries found (initdb, pg_ctl): install PostgreSQL "
@@ -82,9 +89,14 @@ class LocalCluster:
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bindir / args[0]), *args[1:]]
-        proc = subprocess.run(
-            cmd, user=self.run_as, capture_output=True, text=True, cwd=self.base, check=False
-        )
+        try:
+            proc = subprocess.run(
+                cmd, user=self.run_as, capture_output=True, text=True, cwd=self.base, check=False
+            )
+        except OSError as exc:
+            # e.g. the account we run the server as cannot reach binaries under a private home.
+            as_user = f" as {self.run_as}" if self.run_as else ""
+            raise ClusterError(f"cannot run {cmd[0]}{as_user}: {exc.strerror}") from None
         if proc.returncode != 0:
             raise ClusterError(f"{args[0]} failed: {(proc.stderr or proc.stdout).strip()[-800:]}")
         return proc
