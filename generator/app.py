@@ -106,7 +106,11 @@ def run_live(s: GeneratorSettings) -> Counts:
     timeline = scenario.timeline(params) if scenario else None
     prepare_database(url, params)
     metrics = GeneratorMetrics()
-    server = metrics.serve(s.metrics_port) if s.metrics_port is not None else None
+    server = (
+        metrics.serve(s.metrics_port, s.metrics_listen_address)
+        if s.metrics_port is not None
+        else None
+    )
     start = s.start or datetime.now(UTC)
     model = CallModel(params, timeline, origin_us=int(start.timestamp() * 1_000_000), speed=s.speed)
     duration = s.duration
@@ -136,5 +140,5 @@ def run_live(s: GeneratorSettings) -> Counts:
             counts = pipeline.close()
     finally:
         if server is not None:
-            server.shutdown()
+            server.stop()
     return counts

@@ -107,7 +107,11 @@ def backfill_command(
     params, scenario = load_model_inputs(s)
     prepare_database(url, params)
     metrics = GeneratorMetrics()
-    server = metrics.serve(s.metrics_port) if s.metrics_port is not None else None
+    server = (
+        metrics.serve(s.metrics_port, s.metrics_listen_address)
+        if s.metrics_port is not None
+        else None
+    )
     model = CallModel(
         params,
         scenario.timeline(params) if scenario else None,
@@ -133,7 +137,7 @@ def backfill_command(
             progress.stop()
     finally:
         if server is not None:
-            server.shutdown()
+            server.stop()
     return counts
 
 

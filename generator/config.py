@@ -124,6 +124,7 @@ class GeneratorSettings(StrictModel):
     retry_base_delay: float = Field(0.2, ge=0)
     retry_max_delay: float = Field(5.0, ge=0)
     metrics_port: int | None = Field(None, ge=0, le=65535)
+    metrics_listen_address: str = "0.0.0.0"
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "text"
 

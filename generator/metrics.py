@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from ecm_common.metrics_http import MetricsServer, metrics_app
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,14 @@ class GeneratorMetrics:
             registry=r,
         )
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> Any:
-        """Serve /metrics on the port; returns the server (call shutdown() to stop it)."""
-        server, _thread = start_http_server(port, addr=addr, registry=self.registry)
-        log.info("generator metrics on http://%s:%d/metrics", addr, port)
+    def serve(self, port: int, addr: str = "0.0.0.0") -> MetricsServer:
+        """Serve /metrics, rendered at each scrape, on addr:port; returns the started server."""
+        server = MetricsServer(
+            metrics_app(
+                "ECM call generator", lambda: generate_latest(self.registry), lambda: "running"
+            ),
+            addr,
+            port,
+        )
+        server.start()
         return server

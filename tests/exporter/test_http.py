@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -102,3 +104,26 @@ def test_landing_page_health_and_unknown_paths(server: MetricsServer) -> None:
     assert 'href="/metrics"' in body and "database up" in body
     assert get(server, "/healthz")[:1] == (200,)
     assert get(server, "/nope")[0] == 404
+
+
+def test_head_answers_the_get_headers_without_a_body(
+    job: RefreshJob, server: MetricsServer
+) -> None:
+    assert job.refresh()
+    req = urllib.request.Request(f"http://127.0.0.1:{server.port}/metrics", method="HEAD")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 200 and resp.read() == b""
+        assert int(resp.headers["Content-Length"]) == len(job.exposition())
+
+
+def test_a_port_in_use_ends_the_exporter_with_one_line_and_exit_2(server: MetricsServer) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "--listen-address", "127.0.0.1",
+         "--port", str(server.port)],
+        env={**os.environ, "ECM_DATABASE_URL": "postgresql://ecm@127.0.0.1:1/ecm"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ecm-exporter: error: "), proc.stderr
+    assert str(server.port) in lines[0] and "in use" in lines[0]

@@ -1,0 +1,220 @@
+"""The one /metrics HTTP server of every ECM part: a waitress server under a small WSGI app.
+
+Guarantees (docs/reliability-http.md): a listen backlog of ``BACKLOG``; idle sockets cost no
+thread (waitress reads requests in one select loop and hands only complete requests to a pool of
+``THREADS`` workers) and are closed after ``IDLE_TIMEOUT_S`` without a request; request headers
+and bodies are bounded; HEAD answers with the GET headers and no body; ``Accept-Encoding`` is
+negotiated as RFC 9110 section 12.5.3 defines it, q-values included, and every /metrics answer
+carries ``Vary: Accept-Encoding``; other paths get 404 and other methods 405. A port that is
+already taken is a ConfigError (exit 2), not a traceback.
+
+The server is waitress rather than hand-written: it already keeps idle connections off the
+worker threads, bounds them and times them out. The Accept-Encoding negotiation is written here
+because no dependency the project has parses q-values (prometheus_client only looks for the
+substring "gzip"), and it is twenty lines checked by a table of cases.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import html
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import waitress
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from waitress import wasyncore
+
+from ecm_common.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+App = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+# Connections the kernel queues before the server accepts them (the old server had 5).
+BACKLOG = 1024
+# Workers that run requests; idle and half-sent connections hold none of them.
+THREADS = 4
+# Longer than Prometheus' scrape intervals, so its keep-alive connections are reused.
+IDLE_TIMEOUT_S = 60
+# Open connections at most; past it new ones wait in the backlog (poll(), not select()'s 1024).
+CONNECTION_LIMIT = 1000
+MAX_HEADER_BYTES = 16 * 1024
+MAX_BODY_BYTES = 4 * 1024
+ALLOWED_METHODS = ("GET", "HEAD")
+
+
+def _qvalue(params: list[str]) -> float | None:
+    """The weight among an Accept-Encoding element's parameters: 1 by default, None if invalid."""
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                q = float(value.strip())
+            except ValueError:
+                return None
+            return q if 0.0 <= q <= 1.0 else None
+    return 1.0
+
+
+def accepts_gzip(header: str | None) -> bool:
+    """Whether to answer with gzip: acceptable (q > 0) and weighted at least as high as identity.
+
+    No header, an empty one, or gzip refused (``gzip;q=0``, ``*;q=0``) means identity; so does a
+    header that refuses both, since a response without coding is the interoperable answer then.
+    """
+    if not header:
+        return False
+    weights: dict[str, float] = {}
+    for element in header.split(","):
+        coding, *params = element.split(";")
+        coding = coding.strip().lower()
+        q = _qvalue(params)
+        if not coding or q is None:
+            continue
+        coding = "gzip" if coding == "x-gzip" else coding  # RFC 9110 8.4.1.3: the same coding
+        weights[coding] = max(q, weights.get(coding, 0.0))
+    star = weights.get("*")
+    gzip_q = weights.get("gzip", star if star is not None else 0.0)
+    # Identity is acceptable unless refused by name or by "*"; unnamed, it comes last.
+    identity_q = weights.get("identity", star if star is not None else 0.0)
+    return gzip_q > 0.0 and gzip_q >= identity_q
+
+
+def metrics_app(
+    title: str,
+    exposition: Callable[[], bytes],
+    status: Callable[[], str],
+    exposition_gzip: Callable[[], bytes] | None = None,
+) -> App:
+    """/metrics (the exposition, gzip when preferred), / (a landing page), /healthz (status)."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        method = environ.get("REQUEST_METHOD", "GET")
+        head = method == "HEAD"
+        if path not in ("/metrics", "/", "/healthz"):
+            return _answer(start_response, "404 Not Found", b"not found; try /metrics\n", head=head)
+        if method not in ALLOWED_METHODS:
+            return _answer(
+                start_response,
+                "405 Method Not Allowed",
+                b"method not allowed; use GET or HEAD\n",
+                [("Allow", ", ".join(ALLOWED_METHODS))],
+            )
+        if path == "/metrics":
+            headers = [("Content-Type", CONTENT_TYPE_LATEST), ("Vary", "Accept-Encoding")]
+            if accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING")):
+                body = exposition_gzip() if exposition_gzip else gzip.compress(exposition())
+                headers.append(("Content-Encoding", "gzip"))
+            else:
+                body = exposition()
+            start_response("200 OK", [*headers, ("Content-Length", str(len(body)))])
+            return [] if head else [body]
+        if path == "/healthz":
+            return _answer(start_response, "200 OK", f"ok: {status()}\n".encode(), head=head)
+        page = (
+            f"<html><head><title>{html.escape(title)}</title></head><body>"
+            f"<h1>{html.escape(title)}</h1>"
+            f"<p>Status: {html.escape(status())}</p>"
+            '<ul><li><a href="/metrics">/metrics</a></li>'
+            '<li><a href="/healthz">/healthz</a></li></ul></body></html>\n'
+        ).encode()
+        return _answer(start_response, "200 OK", page, ctype="text/html; charset=utf-8", head=head)
+
+    return app
+
+
+def _answer(
+    start_response: StartResponse,
+    status: str,
+    body: bytes,
+    extra: list[tuple[str, str]] | None = None,
+    ctype: str = "text/plain; charset=utf-8",
+    *,
+    head: bool = False,
+) -> list[bytes]:
+    """A complete small response with its length; the body left out for HEAD."""
+    headers = [("Content-Type", ctype), ("Content-Length", str(len(body))), *(extra or [])]
+    start_response(status, headers)
+    return [] if head else [body]
+
+
+def _bind(address: str, port: int) -> socket.socket:
+    """A bound listening socket, or a ConfigError that names the address and port."""
+    try:
+        infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {address}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(sockaddr)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {port} is already in use on {address}") from None
+        raise ConfigError(f"cannot listen on {address}:{port}: {exc.strerror}") from None
+    return sock
+
+
+class MetricsServer:
+    """A WSGI app served by waitress from a background thread."""
+
+    def __init__(
+        self,
+        app: App,
+        address: str,
+        port: int,
+        *,
+        idle_timeout_s: int = IDLE_TIMEOUT_S,
+        threads: int = THREADS,
+    ) -> None:
+        sock = _bind(address, port)
+        self._map: dict[int, Any] = {}
+        self._server = waitress.create_server(
+            app,
+            map=self._map,
+            sockets=[sock],
+            threads=threads,
+            backlog=BACKLOG,
+            connection_limit=CONNECTION_LIMIT,
+            channel_timeout=idle_timeout_s,
+            # How often idle connections are looked for: their timeout is met within this.
+            cleanup_interval=max(1, min(idle_timeout_s, 10)),
+            asyncore_use_poll=True,
+            max_request_header_size=MAX_HEADER_BYTES,
+            max_request_body_size=MAX_BODY_BYTES,
+            ident="ecm",
+        )
+        # A burst of parallel scrapes queues for microseconds; waitress warns on every one.
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+        self._address = address
+        self._port = int(sock.getsockname()[1])
+        self._thread = threading.Thread(target=self._server.run, name="ecm-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with port 0)."""
+        return self._port
+
+    def start(self) -> None:
+        """Serve in the background."""
+        self._thread.start()
+        log.info("serving /metrics on http://%s:%d/metrics", self._address, self._port)
+
+    def stop(self) -> None:
+        """Close the socket and every connection, then stop the workers."""
+        if self._thread.is_alive():
+            # The select loop owns the sockets: close them from inside it; it ends with none left.
+            self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._map))
+            self._thread.join(timeout=5)
+        else:
+            wasyncore.close_all(self._map)
+        self._server.task_dispatcher.shutdown(timeout=5)
