@@ -1,5 +1,8 @@
 """Login accounts for the parts: the exporter reads through ecm_reader, the generator writes
-through ecm_writer (group roles created by the migrations)."""
+through ecm_writer (group roles created by the migrations).
+
+A password never travels as SQL text: libpq hashes it on the client into a SCRAM-SHA-256
+verifier and only the verifier is sent, so a server logging every statement logs no secret."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ log = logging.getLogger(__name__)
 EXPORTER_LOGIN = "ecm_exporter"
 GENERATOR_LOGIN = "ecm_generator"
 LOGINS = {EXPORTER_LOGIN: "ecm_reader", GENERATOR_LOGIN: "ecm_writer"}
+PASSWORD_ALGORITHM = "scram-sha-256"
 
 
 class RoleError(EcmError):
@@ -28,17 +32,28 @@ def ensure_login(url: str, user: str, password: str | None, group: str) -> None:
     try:
         with connect(url, autocommit=True, app="ecm-roles") as conn:
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            stmt = sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(user), sql.Literal(password)
+            verb = sql.SQL("ALTER" if exists else "CREATE")
+            conn.execute(
+                sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+                    verb, sql.Identifier(user), sql.Literal(verifier(conn, user, password))
+                )
             )
-            conn.execute(stmt)
             conn.execute(
                 sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(user))
             )
     except psycopg.Error as exc:
         raise RoleError(f"cannot set up login role {user}: {describe(exc)}") from None
     log.info("login role %s ready (member of %s)", user, group)
+
+
+def verifier(conn: psycopg.Connection, user: str, password: str | None) -> str | None:
+    """The SCRAM-SHA-256 verifier of password, computed by libpq; None (no password) stays None."""
+    if password is None:
+        return None
+    hashed = conn.pgconn.encrypt_password(
+        password.encode(), user.encode(), PASSWORD_ALGORITHM.encode()
+    )
+    return hashed.decode("ascii")
 
 
 def url_for(url: str, user: str, password: str | None) -> str:

@@ -1,4 +1,5 @@
-"""Logging setup shared by every part: plain text for people, JSON lines for containers."""
+"""Logging setup shared by every part: plain text for people, JSON lines for containers, and no
+connection-string password in any record (``RedactFilter`` on the handler)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator
 
+from ecm_common.db import redact
+
 LogFormat = Literal["text", "json"]
 
 
@@ -19,6 +22,29 @@ def _upper(value: Any) -> Any:
 
 # A config field type: names are accepted in any case (--log-level debug).
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)]
+
+
+_TRACEBACKS = logging.Formatter()
+
+
+class RedactFilter(logging.Filter):
+    """Rewrites each record, message, arguments and traceback, with passwords masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record in place; never drops it."""
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            # A bad format would make the handler print the raw arguments: show them redacted.
+            message = f"{record.msg!s} (arguments: {record.args!r})"
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,14 +58,18 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            doc["exception"] = record.exc_text
         return json.dumps(doc)
 
 
 def setup_logging(level: str = "INFO", fmt: LogFormat = "text") -> None:
-    """Configure the root logger once for a command."""
+    """Configure the root logger once for a command, every record redacted."""
     handler = logging.StreamHandler(sys.stderr)
+    # On the handler, not the root logger: a logger's filters skip records from its children.
+    handler.addFilter(RedactFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -1,0 +1,54 @@
+"""setup_logging's handler masks connection-string passwords in every record."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from ecm_common.logs import LogFormat, setup_logging
+
+URL = "postgresql://ecm:hunter2@db:5432/ecm"
+
+
+@pytest.fixture
+def restore_root() -> Iterator[None]:
+    """Put the root logger back as pytest had it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def _log_everything() -> None:
+    # A child logger: filters on a parent logger would not see its records; the handler's do.
+    log = logging.getLogger("ecm_tests.deep.child")
+    log.info("connecting to %s", URL)
+    log.warning("retrying host=db password=hunter2 dbname=ecm")
+    log.error("bad format %d", URL)
+    try:
+        raise RuntimeError(f"cannot connect to {URL}")
+    except RuntimeError:
+        log.exception("writer died")
+
+
+@pytest.mark.usefixtures("restore_root")
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_no_password_reaches_the_log(fmt: LogFormat, capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("INFO", fmt)
+    _log_everything()
+    err = capsys.readouterr().err
+    assert "hunter2" not in err
+    assert "postgresql://ecm:***@db:5432/ecm" in err
+    assert "password=***" in err
+    assert "RuntimeError: cannot connect to postgresql://ecm:***@db" in err
+    if fmt == "json":
+        lines = [json.loads(line) for line in err.splitlines()]
+        assert [d["message"] for d in lines][:2] == [
+            "connecting to postgresql://ecm:***@db:5432/ecm",
+            "retrying host=db password=*** dbname=ecm",
+        ]
+        assert "Traceback" in lines[-1]["exception"]
