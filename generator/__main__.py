@@ -53,6 +53,7 @@ OPTIONS: dict[str, str] = {
     "--max-retries": "retries of a failed batch before it is spooled (default 5)",
     "--retry-base-delay": "first retry delay, seconds, doubled each retry (default 0.2)",
     "--retry-max-delay": "longest retry or probe delay, seconds (default 5)",
+    "--write-timeout": "longest a batch write or lock wait may take, seconds (default 30)",
     "--metrics-port": "serve the generator's own metrics on this port (e.g. 9743)",
     "--metrics-listen-address": "address the metrics port listens on (default 0.0.0.0)",
     "--log-level": "DEBUG, INFO, WARNING or ERROR",

@@ -21,6 +21,7 @@ from generator.model import (
     ModelParams,
     zipf_weights,
 )
+from generator.writer import WRITE_TIMEOUT_S
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -123,6 +124,7 @@ class GeneratorSettings(StrictModel):
     max_retries: int = Field(5, ge=0)
     retry_base_delay: float = Field(0.2, ge=0)
     retry_max_delay: float = Field(5.0, ge=0)
+    write_timeout: float = Field(WRITE_TIMEOUT_S, gt=0, le=3600)
     metrics_port: int | None = Field(None, ge=0, le=65535)
     metrics_listen_address: str = "0.0.0.0"
     log_level: LogLevel = "INFO"

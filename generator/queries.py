@@ -7,6 +7,9 @@ from generator.encode import COLUMNS
 COPY_CALLS = f"COPY emergency_calls ({COLUMNS}) FROM STDIN (FORMAT BINARY)"
 COPY_CALLS_TEXT = f"COPY emergency_calls ({COLUMNS}) FROM STDIN"
 
+# The unique index that makes a retried batch harmless; any other violation is a real refusal.
+IDEMPOTENCY_KEY = "emergency_calls_call_uuid_key"
+
 # A retried batch goes through a staging table so rows an earlier attempt stored are skipped.
 CREATE_STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS ecm_generator_stage ("
@@ -18,6 +21,13 @@ INSERT_FROM_STAGE = (
     f"INSERT INTO emergency_calls ({COLUMNS})"
     f" SELECT {COLUMNS} FROM ecm_generator_stage"
     " ON CONFLICT (call_uuid) DO NOTHING"
+)
+
+# Session limits of the writer's connection (milliseconds, as text): a hung statement or a lock
+# wait fails after the write timeout and takes the retry/spool path.
+SET_TIMEOUTS = (
+    "SELECT set_config('statement_timeout', %(ms)s, false),"
+    " set_config('lock_timeout', %(ms)s, false)"
 )
 
 UPSERT_TOWERS = (

@@ -1,18 +1,60 @@
-"""Writing batches into PostgreSQL with binary COPY, plainly or idempotently on a retry."""
+"""Writing batches into PostgreSQL with binary COPY, plainly or idempotently on a retry.
+
+Every write runs under a statement and lock timeout, so a hung database (a lock, a stuck
+server) fails like a lost connection after a bounded time. ``classify`` tells the pipeline what a
+failure means: worth a retry, the rows are already stored, these rows are refused, or the
+database refuses this writer altogether (a missing grant, a different schema).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Literal
 
 import psycopg
 
-from ecm_common.db import connect
+from ecm_common.db import connect, describe
 from ecm_common.domain import tower_name
+from ecm_common.errors import DatabaseUnavailable, EcmError
 from generator import queries
 from generator.batch import CallBatch
 from generator.encode import encode_copy
 
 log = logging.getLogger(__name__)
+
+# SQLSTATE classes a retry cannot fix: access rules and missing objects (42), authorization
+# (28), missing catalog or schema (3D, 3F), unsupported features (0A).
+_REFUSED_CLASSES = ("42", "28", "3D", "3F", "0A")
+
+# Default bound of one statement or lock wait of the writer (option write_timeout).
+WRITE_TIMEOUT_S = 30.0
+
+Verdict = Literal["retry", "duplicate", "reject", "refuse"]
+
+
+def classify(exc: BaseException) -> Verdict:
+    """What a failed write means: retry it, already stored, rows refused, or writer refused."""
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        if exc.diag.constraint_name == queries.IDEMPOTENCY_KEY:
+            return "duplicate"
+        return "reject"
+    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
+        return "reject"
+    if isinstance(exc, psycopg.Error):
+        state = exc.sqlstate or ""
+        return "refuse" if state[:2] in _REFUSED_CLASSES else "retry"
+    if isinstance(exc, DatabaseUnavailable):
+        return "retry"
+    if isinstance(exc, EcmError):
+        return "refuse"  # the schema could not be brought up to date, for instance
+    return "retry"
+
+
+def explain(exc: BaseException) -> str:
+    """One line naming the error and, for a server error, its SQLSTATE."""
+    state = getattr(exc, "sqlstate", None)
+    return f"{describe(exc)} (SQLSTATE {state})" if state else describe(exc)
 
 
 def copy_batch(conn: psycopg.Connection, batch: CallBatch) -> int:
@@ -54,21 +96,47 @@ def upsert_towers(conn: psycopg.Connection, weights: tuple[float, ...]) -> None:
         conn.execute(queries.UPSERT_TOWERS, (names, list(weights)))
 
 
-class DbWriter:
-    """One lazily (re)opened connection used by the writer thread."""
+def set_timeouts(conn: psycopg.Connection, seconds: float) -> None:
+    """Bound every later statement and lock wait of the session to ``seconds``."""
+    with conn.transaction():
+        conn.execute(queries.SET_TIMEOUTS, {"ms": str(max(1, round(seconds * 1000)))})
 
-    def __init__(self, url: str) -> None:
+
+class DbWriter:
+    """One lazily (re)opened connection used by the writer thread.
+
+    ``prepare`` (the schema check and the tower list) runs once, on the first connection that
+    works, so a run may start while the database is down.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float = WRITE_TIMEOUT_S,
+        prepare: Callable[[psycopg.Connection], None] | None = None,
+    ) -> None:
         self.url = url
+        self.timeout = timeout
+        self._prepare = prepare
         self._conn: psycopg.Connection | None = None
 
     def connection(self) -> psycopg.Connection:
         """The open connection, reconnecting after a failure (raises DatabaseUnavailable)."""
         if self._conn is None or self._conn.closed:
-            self._conn = connect(self.url, app="ecm-generator")
+            conn = connect(self.url, app="ecm-generator")
+            try:
+                set_timeouts(conn, self.timeout)
+                if self._prepare is not None:
+                    self._prepare(conn)
+                    self._prepare = None
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
         return self._conn
 
     def write(self, batch: CallBatch, *, idempotent: bool) -> int:
-        """Write a batch; any error closes the connection so the next call reconnects."""
+        """Write a batch; returns the rows newly stored. Errors close the connection."""
         try:
             conn = self.connection()
             if idempotent:
