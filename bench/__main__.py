@@ -13,7 +13,7 @@ from pathlib import Path
 from bench import data, memory, refresh, served, writer
 from bench.plan import FULL, QUICK, Plan
 from bench.report import Row, machine, markdown, plot, table
-from bench.results import memory_rows, qe_rows, refresh_rows, scrape_rows, writer_rows
+from bench.results import load_rows, memory_rows, qe_rows, refresh_rows, scrape_rows, writer_rows
 from ecm_common.cli import run
 from ecm_common.db import connect
 from ecm_common.logs import setup_logging
@@ -50,7 +50,10 @@ NOTES = [
     "sequentially on 127.0.0.1 with a new connection per scrape, body read in full. Twice: with "
     "`Accept-Encoding: gzip`, as Prometheus always scrapes (the exporter sends the gzip copy it "
     "compressed once per refresh; the goal is judged on these scrapes; decompressing is the "
-    "scraper's own work and not timed), and as plain text.",
+    "scraper's own work and not timed), and as plain text. Then, on the most towers, under load: "
+    f"{', '.join(map(str, served.LOAD_CLIENTS))} client threads of the benchmark process start "
+    "together and each scrapes with gzip on a new connection per scrape; median and p99 over "
+    "every scrape, and how many failed (an error, a non-200 answer or a short body).",
     "5: a fresh process feeds rows minute by minute on an injected clock (4 refreshes a "
     "minute) for twice the longest window, so the middle sample is taken with that window full "
     "and the second half only replaces old minutes; RSS from /proc and tracemalloc.",
@@ -94,8 +97,11 @@ def measure_all(plan: Plan, out_dir: Path, command: str) -> tuple[list[Row], str
             log.warning("2/5 refresh against direct queries, %d towers", towers)
             points += refresh.run(db.url, plan, towers)
             log.warning("4/5 scrape latency, %d towers", towers)
-            scraped.append(served.serve_and_scrape(db.url, plan, towers, plan.largest))
-            if towers == max(plan.tower_counts):
+            biggest_set = towers == max(plan.tower_counts)
+            scraped.append(
+                served.serve_and_scrape(db.url, plan, towers, plan.largest, under_load=biggest_set)
+            )
+            if biggest_set:
                 log.warning("3/5 query-exporter on the same data")
                 qe = served.query_exporter(db.url, plan)
         rows += refresh_rows(points, plan)
@@ -103,6 +109,7 @@ def measure_all(plan: Plan, out_dir: Path, command: str) -> tuple[list[Row], str
         if qe is not None:
             rows += qe_rows(qe, scraped[-1], max(biggest, key=lambda p: p.towers))
         rows += scrape_rows(scraped)
+        rows += load_rows(scraped)
 
         mem_towers = min(plan.tower_counts)
         log.warning("5/5 memory over %d simulated minutes", plan.memory_minutes)

@@ -7,6 +7,7 @@ import http.client
 import logging
 import os
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,6 +80,56 @@ def scrape_latency(host: str, port: int, count: int, *, use_gzip: bool = False) 
         series=series,
         gzip=use_gzip,
         gzipped=gzipped,
+    )
+
+
+@dataclass(frozen=True)
+class LoadStats:
+    """Latency of scrapes from clients scraping in parallel, each on a new connection."""
+
+    clients: int
+    count: int  # scrapes in all
+    median_s: float
+    p99_s: float
+    failures: int  # connection errors, non-200 answers and short bodies
+
+
+def parallel_scrape_latency(
+    host: str, port: int, clients: int, per_client: int, *, use_gzip: bool = True
+) -> LoadStats:
+    """Median and p99 when clients threads each scrape per_client times, started together."""
+    times: list[float] = []
+    failures = 0
+    lock = threading.Lock()
+    start_line = threading.Barrier(clients)
+
+    def client() -> None:
+        nonlocal failures
+        mine: list[float] = []
+        bad = 0
+        start_line.wait()
+        for _ in range(per_client):
+            start = time.perf_counter()
+            try:
+                fetch(host, port, gzip=use_gzip)
+            except (OSError, RuntimeError, http.client.HTTPException):
+                bad += 1
+            mine.append(time.perf_counter() - start)
+        with lock:
+            times.extend(mine)
+            failures += bad
+
+    threads = [threading.Thread(target=client, name=f"scraper-{i}") for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return LoadStats(
+        clients=clients,
+        count=len(times),
+        median_s=float(np.median(times)),
+        p99_s=float(np.percentile(times, 99)),
+        failures=failures,
     )
 
 

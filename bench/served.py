@@ -13,6 +13,10 @@ from stack.pgcluster import free_port
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 180.0
+# Scrapers hitting /metrics at once (Prometheus replicas, federation, people with curl).
+LOAD_CLIENTS = (1, 10, 50)
+# So that even the quick run's p99 at 50 clients rests on a few hundred scrapes.
+MIN_SCRAPES_PER_CLIENT = 5
 
 
 @dataclass(frozen=True)
@@ -24,10 +28,15 @@ class Served:
     scrape: measure.ScrapeStats  # plain text
     scrape_gzip: measure.ScrapeStats  # Accept-Encoding: gzip, as Prometheus scrapes
     rss_bytes: int
+    # Gzip scrapes from LOAD_CLIENTS parallel clients; measured on the largest data set only.
+    load: tuple[measure.LoadStats, ...] = ()
 
 
-def serve_and_scrape(url: str, plan: Plan, towers: int, rows: int) -> Served:
-    """Start the exporter process, wait for its first refresh, scrape it plan.scrapes times."""
+def serve_and_scrape(
+    url: str, plan: Plan, towers: int, rows: int, *, under_load: bool = False
+) -> Served:
+    """Start the exporter process, wait for its first refresh, scrape it plan.scrapes times
+    (then, under_load, again from 1, 10 and 50 parallel clients)."""
     port = free_port()
     proc = ecm.serve_process(url, port, plan.windows)
     longest = max(plan.windows, key=lambda w: parse_window(w).minutes)
@@ -45,9 +54,15 @@ def serve_and_scrape(url: str, plan: Plan, towers: int, rows: int) -> Served:
         stats = measure.scrape_latency("127.0.0.1", port, plan.scrapes)
         gz = measure.scrape_latency("127.0.0.1", port, plan.scrapes, use_gzip=True)
         rss = measure.rss_bytes(proc.pid)
+        load = tuple(
+            measure.parallel_scrape_latency(
+                "127.0.0.1", port, n, max(MIN_SCRAPES_PER_CLIENT, plan.scrapes // n)
+            )
+            for n in (LOAD_CLIENTS if under_load else ())
+        )
     finally:
         ecm.stop_process(proc)
-    return Served(towers=towers, rows=rows, scrape=stats, scrape_gzip=gz, rss_bytes=rss)
+    return Served(towers, rows, scrape=stats, scrape_gzip=gz, rss_bytes=rss, load=load)
 
 
 def query_exporter(url: str, plan: Plan) -> qexporter.QeResult:

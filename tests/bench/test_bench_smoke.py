@@ -74,8 +74,13 @@ def test_quick_benchmark_prints_one_complete_table(
     assert len(accuracy) == 4
     assert all(r[6] == "met" for r in accuracy), accuracy
     # Per tower count: scraped with gzip as Prometheus does, and as plain text.
-    scrapes = [r for r in rows if r[0] == "4"]
+    scrapes = [r for r in rows if r[0] == "4" and "parallel" not in r[1]]
     assert len(scrapes) == 4
+    # On the most towers, 1, 10 and 50 parallel scrapers; every scrape answered in full.
+    loaded = [r for r in rows if r[0] == "4" and "parallel" in r[1]]
+    assert [r[1].split(" parallel")[0].rsplit(" ", 1)[-1] for r in loaded] == ["1", "10", "50"]
+    assert all("500 towers, gzip (0 failed)" in r[1] for r in loaded), loaded
+    assert [r[5] != "-" for r in loaded] == [False, False, True]  # judged at 50 clients
     assert sum("gzip (as Prometheus scrapes)" in r[1] for r in scrapes) == 2
     assert sum("plain text" in r[1] for r in scrapes) == 2
     assert all(r[5] == "-" for r in scrapes if "plain text" in r[1])  # the goal is judged on gzip
