@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from ecm_common.db import redact
 from ecm_common.errors import EcmError
 
 log = logging.getLogger(__name__)
@@ -16,7 +17,7 @@ def run(main: Callable[[], int], prog: str) -> int:
     try:
         return main()
     except EcmError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+import traceback
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator
@@ -76,7 +79,27 @@ def setup_logging(level: str = "INFO", fmt: LogFormat = "text") -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    # A crash's traceback is printed, not logged: it gets the same masking.
+    sys.excepthook = _print_redacted
+    if threading.excepthook is threading.__excepthook__:
+        threading.excepthook = _print_thread_redacted
     root.setLevel(level.upper())
     # APScheduler logs every run at INFO; keep it to warnings unless debugging.
     if level.upper() != "DEBUG":
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def _print_redacted(
+    kind: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
+    """sys.excepthook: the usual traceback, passwords masked."""
+    sys.stderr.write(redact("".join(traceback.format_exception(kind, exc, tb))))
+
+
+def _print_thread_redacted(args: threading.ExceptHookArgs) -> None:
+    """threading.excepthook: the usual report of a dying thread, passwords masked."""
+    if args.exc_value is None or args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    text = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
+    sys.stderr.write(redact(f"Exception in thread {name}:\n{text}"))

@@ -187,7 +187,7 @@ def print_banner(urls: dict[str, str], state: Path, db_url: str, postgres: str) 
         f"  {'postgres'.ljust(width)}  {postgres}",
         f"  {'logs'.ljust(width)}  {state}",
         "",
-        f"  one-shot report: ECM_DATABASE_URL='{db_url}' \\\n"
+        f"  one-shot report: ECM_DATABASE_URL='{redact(db_url)}' \\\n"
         "      python -m exporter --once --window 10",
         "",
     ]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from ecm_common.db import check_url, connect, database_url, has_password, redact
@@ -100,3 +104,30 @@ def test_database_url_refuses_garbage_without_echoing_it(monkeypatch: pytest.Mon
     assert "hunter2" not in str(err.value)
     with pytest.raises(ConfigError, match="longer than"):
         database_url("postgresql://h/" + "x" * 5000)
+
+
+COMMANDS = [
+    ["exporter", "--check-only"],
+    ["exporter", "--once"],
+    ["generator", "init-db"],
+    ["generator", "--check-only"],
+    # An unknown flag is echoed back by the argument parser.
+    ["generator", "--generator-password", "hunter2"],
+]
+BAD_URLS = [
+    "postgresql://ecm:hunter2@127.0.0.1:{port}/ecm",
+    "host=127.0.0.1 port={port} password=hunt er2",
+]
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_commands_never_print_the_password(command: list[str], url: str) -> None:
+    env = {**os.environ, "ECM_DATABASE_URL": url.format(port=free_port())}
+    proc = subprocess.run(
+        [sys.executable, "-m", *command], capture_output=True, text=True, timeout=60, env=env
+    )
+    shown = proc.stdout + proc.stderr
+    assert "Traceback" not in shown
+    for piece in ("hunter2", "hunt", "er2"):
+        assert piece not in shown

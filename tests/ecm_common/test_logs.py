@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -15,12 +18,14 @@ URL = "postgresql://ecm:hunter2@db:5432/ecm"
 
 @pytest.fixture
 def restore_root() -> Iterator[None]:
-    """Put the root logger back as pytest had it."""
+    """Put the root logger and the exception hooks back as pytest had them."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    hooks = sys.excepthook, threading.excepthook
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    sys.excepthook, threading.excepthook = hooks
 
 
 def _log_everything() -> None:
@@ -52,3 +57,26 @@ def test_no_password_reaches_the_log(fmt: LogFormat, capsys: pytest.CaptureFixtu
             "retrying host=db password=*** dbname=ecm",
         ]
         assert "Traceback" in lines[-1]["exception"]
+
+
+SETUP = f"""
+import threading
+from ecm_common.logs import setup_logging
+setup_logging()
+def boom():
+    raise RuntimeError("cannot connect to {URL}")
+"""
+CRASHES = {
+    "main": "boom()",
+    "thread": "threading.Thread(target=boom, name='writer').start()",
+}
+
+
+@pytest.mark.parametrize("where", sorted(CRASHES))
+def test_a_crash_traceback_is_masked_too(where: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", SETUP + CRASHES[where]], capture_output=True, text=True, timeout=30
+    )
+    assert "Traceback" in proc.stderr
+    assert "RuntimeError: cannot connect to postgresql://ecm:***@db" in proc.stderr
+    assert "hunter2" not in proc.stderr
