@@ -16,11 +16,20 @@ from typing import NoReturn
 from prometheus_client import CollectorRegistry
 
 from ecm_common.cli import run
+from ecm_common.config import check_listen, option_names
 from ecm_common.db import database_url, redact
-from ecm_common.errors import ConfigError, EcmError
+from ecm_common.errors import ConfigError
 from ecm_common.logs import setup_logging
 from exporter.assess import Thresholds
-from exporter.config import ExporterSettings, Window, load_settings
+from exporter.config import (
+    DEFAULT_PORT,
+    DEFAULT_WINDOWS,
+    MAX_WINDOW_MINUTES,
+    ExporterSettings,
+    Window,
+    load_settings,
+    parse_window,
+)
 from exporter.refresh import RefreshJob, compute_once
 from exporter.report import as_json, exit_status, text
 from exporter.scheduler import start_scheduler, stop_scheduler
@@ -40,16 +49,17 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see --help)")
 
 
-def _positive_int(text: str) -> int:
+def _once_window(text: str) -> int:
+    """Minutes for --once: a whole number (the seed's form) or a duration like 1h."""
     try:
-        value = int(text)
-    except ValueError:
+        minutes = int(text) if text.strip().isdigit() else parse_window(text).minutes
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not 0 < minutes <= MAX_WINDOW_MINUTES:
         raise argparse.ArgumentTypeError(
-            f"expected a whole number of minutes, got {text!r}"
-        ) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of minutes, got {text!r}")
-    return value
+            f"expected 1 to {MAX_WINDOW_MINUTES} minutes, got {text[:20]!r}"
+        )
+    return minutes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,60 +71,71 @@ def build_parser() -> argparse.ArgumentParser:
     )
     o = p.add_argument_group("options (also YAML keys and ECM_<NAME> variables)")
     o.add_argument("--database-url", help="libpq URL (default: ECM_DATABASE_URL)")
-    o.add_argument("--port", help="port for /metrics (default 9742)")
+    o.add_argument("--port", help=f"port for /metrics (default {DEFAULT_PORT})")
     o.add_argument("--listen-address", help="address to bind (default 0.0.0.0)")
-    o.add_argument("--interval", help="seconds between refreshes (default 15)")
-    o.add_argument("--windows", help="trailing windows, e.g. 5m,10m,1h (whole minutes)")
-    o.add_argument("--top-n", help="worst towers published per window (default 5)")
-    o.add_argument("--min-calls", help="calls a window needs to be classified (default 20)")
-    o.add_argument("--min-tower-calls", help="calls a tower needs to rank as worst (default 20)")
-    o.add_argument("--warn-failure-ratio", help="failure ratio for WARN (default 0.01)")
-    o.add_argument("--alert-failure-ratio", help="failure ratio for ALERT (default 0.05)")
-    o.add_argument("--warn-p95-seconds", help="p95 latency for WARN (default 4)")
-    o.add_argument("--alert-p95-seconds", help="p95 latency for ALERT (default 8)")
+    o.add_argument("--interval", help="time between refreshes, e.g. 15s (default 15, max 1h)")
+    o.add_argument(
+        "--windows",
+        help=f"trailing windows in whole minutes, e.g. 5m,10m,1h30m "
+        f"(default {','.join(DEFAULT_WINDOWS)}, at most 7d each)",
+    )
+    th = Thresholds()
+    o.add_argument("--top-n", help=f"worst towers published per window (default {th.top_n})")
+    o.add_argument(
+        "--min-calls", help=f"calls a window needs to be classified (default {th.min_calls})"
+    )
+    o.add_argument(
+        "--min-tower-calls",
+        help=f"calls a tower needs to rank as worst (default {th.min_tower_calls})",
+    )
+    o.add_argument(
+        "--warn-failure-ratio",
+        help=f"failure ratio for WARN, 0..1 (default {th.warn_failure_ratio:g})",
+    )
+    o.add_argument(
+        "--alert-failure-ratio",
+        help=f"failure ratio for ALERT, above WARN's (default {th.alert_failure_ratio:g})",
+    )
+    o.add_argument(
+        "--warn-p95-seconds", help=f"p95 latency for WARN (default {th.warn_p95_seconds:g})"
+    )
+    o.add_argument(
+        "--alert-p95-seconds",
+        help=f"p95 latency for ALERT, above WARN's (default {th.alert_p95_seconds:g})",
+    )
     o.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     o.add_argument("--log-format", help="text or json (default text)")
     m = p.add_argument_group("modes")
     m.add_argument("--config", help=f"YAML configuration file (default: ${CONFIG_ENV})")
     m.add_argument("--check-only", action="store_true", help="validate the configuration and exit")
     m.add_argument("--once", action="store_true", help="print one report and exit (0/10/20)")
-    m.add_argument("--window", type=_positive_int, default=10, help="minutes, for --once (10)")
+    m.add_argument(
+        "--window", type=_once_window, default=10, help="minutes (or 1h...), for --once (10)"
+    )
     m.add_argument("--json", action="store_true", help="with --once: print JSON")
     return p
 
 
 def _settings(args: argparse.Namespace) -> ExporterSettings:
-    flags = {name: getattr(args, name, None) for name in ExporterSettings.model_fields}
+    flags = {name: getattr(args, name, None) for name in option_names(ExporterSettings)}
     config = args.config or os.environ.get(CONFIG_ENV) or None
     return load_settings(file=config, flags=flags)
 
 
-def thresholds(s: ExporterSettings) -> Thresholds:
-    """The classification settings."""
-    return Thresholds(
-        warn_failure_ratio=s.warn_failure_ratio,
-        alert_failure_ratio=s.alert_failure_ratio,
-        warn_p95_seconds=s.warn_p95_seconds,
-        alert_p95_seconds=s.alert_p95_seconds,
-        min_calls=s.min_calls,
-        min_tower_calls=s.min_tower_calls,
-        top_n=s.top_n,
-    )
-
-
 def _summary(s: ExporterSettings) -> str:
     db = redact(s.database_url) if s.database_url else "not set (need ECM_DATABASE_URL)"
+    th = s.thresholds
     return (
         f"configuration OK: listen {s.listen_address}:{s.port}, interval {s.interval:g}s, "
-        f"windows {','.join(s.windows)}, thresholds failure {s.warn_failure_ratio:g}/"
-        f"{s.alert_failure_ratio:g}, p95 {s.warn_p95_seconds:g}s/{s.alert_p95_seconds:g}s, "
-        f"min_calls {s.min_calls}, top_n {s.top_n} (min_tower_calls {s.min_tower_calls}), "
+        f"windows {','.join(s.windows)}, thresholds failure {th.warn_failure_ratio:g}/"
+        f"{th.alert_failure_ratio:g}, p95 {th.warn_p95_seconds:g}s/{th.alert_p95_seconds:g}s, "
+        f"min_calls {th.min_calls}, top_n {th.top_n} (min_tower_calls {th.min_tower_calls}), "
         f"database {db}"
     )
 
 
 def _once(s: ExporterSettings, args: argparse.Namespace) -> int:
-    th = thresholds(s)
+    th = s.thresholds
     v = compute_once(database_url(s.database_url), Window(f"{args.window}m", args.window), th)
     out = as_json(v, args.window, th) if args.json else text(v, args.window, th)
     sys.stdout.write(out)
@@ -123,12 +144,13 @@ def _once(s: ExporterSettings, args: argparse.Namespace) -> int:
 
 def _serve(s: ExporterSettings) -> int:
     url = database_url(s.database_url)
+    check_listen(s.listen_address, s.port, "port")
     log.info(
         "exporter starting: database %s, windows %s, refresh every %g s",
         redact(url), ",".join(s.windows), s.interval,
     )  # fmt: skip
     registry = CollectorRegistry(auto_describe=False)
-    job = RefreshJob(url, s.window_specs, thresholds(s), s.interval, registry)
+    job = RefreshJob(url, s.window_specs, s.thresholds, s.interval, registry)
 
     def status() -> str:
         last = job.last_success
@@ -140,7 +162,9 @@ def _serve(s: ExporterSettings) -> int:
             make_app(job.exposition, status, job.exposition_gzip), s.listen_address, s.port
         )
     except OSError as exc:
-        raise EcmError(f"cannot listen on {s.listen_address}:{s.port}: {exc.strerror}") from None
+        raise ConfigError(
+            f"port: cannot listen on {s.listen_address}:{s.port}: {exc.strerror or exc}"
+        ) from None
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

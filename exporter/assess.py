@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
 
 import numpy as np
+from pydantic import Field, model_validator
 
+from ecm_common.config import StrictModel
+from ecm_common.errors import ConfigError
+from ecm_common.slo import SLO, Slo, check_pair
 from exporter.rollup import TowerResult, WindowResult
+
+# Upper bounds that keep every value meaningful: a p95 over 10 minutes is no call setup.
+MAX_P95_SECONDS = 600.0
+MAX_CALLS = 1_000_000_000
 
 
 class Status(enum.IntEnum):
@@ -19,17 +26,32 @@ class Status(enum.IntEnum):
     ALERT = 2
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """Classification limits (defaults from the domain reference: success 99%/95%, p95 4 s/8 s)."""
+class Thresholds(StrictModel):
+    """Classification limits; defaults are the one home of thresholds (ecm_common/slo.py)."""
 
-    warn_failure_ratio: float = 0.01
-    alert_failure_ratio: float = 0.05
-    warn_p95_seconds: float = 4.0
-    alert_p95_seconds: float = 8.0
-    min_calls: int = 20
-    min_tower_calls: int = 20
-    top_n: int = 5
+    warn_failure_ratio: float = Field(default=SLO.warn_failure_ratio, gt=0, le=1)
+    alert_failure_ratio: float = Field(default=SLO.alert_failure_ratio, gt=0, le=1)
+    warn_p95_seconds: float = Field(default=SLO.warn_p95_seconds, gt=0, le=MAX_P95_SECONDS)
+    alert_p95_seconds: float = Field(default=SLO.alert_p95_seconds, gt=0, le=MAX_P95_SECONDS)
+    min_calls: int = Field(default=SLO.min_calls, ge=0, le=MAX_CALLS)
+    min_tower_calls: int = Field(default=SLO.min_tower_calls, ge=1, le=MAX_CALLS)
+    top_n: int = Field(default=5, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _warn_below_alert(self) -> Thresholds:
+        # The rule builder applies the same check to the same pairs.
+        try:
+            check_pair("failure_ratio", self.warn_failure_ratio, self.alert_failure_ratio, 1.0)
+            check_pair("p95_seconds", self.warn_p95_seconds, self.alert_p95_seconds)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    @classmethod
+    def from_slo(cls, slo: Slo, top_n: int = 5) -> Thresholds:
+        """The exporter's limits for an SLO (the defaults are SLO itself)."""
+        shared = {name: getattr(slo, name) for name in cls.model_fields if hasattr(slo, name)}
+        return cls.model_validate({**shared, "top_n": top_n})
 
 
 def classify(result: WindowResult, th: Thresholds) -> Status:

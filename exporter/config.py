@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from ecm_common.config import StrictModel, load_config
-from ecm_common.errors import ConfigError
+from ecm_common.config import DatabaseUrl, StrictModel, load_config
+from ecm_common.durations import Seconds, format_duration, parse_minutes
 from ecm_common.logs import LogFormat, LogLevel
+from exporter.assess import Thresholds
 
 DEFAULT_PORT = 9742
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DEFAULT_WINDOWS = ("5m", "10m", "1h")
+# Rollups are kept per minute for the longest window: a week bounds memory and start-up reads.
+MAX_WINDOW_MINUTES = 7 * 24 * 60
+MAX_WINDOWS = 16
+MAX_INTERVAL_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -28,33 +31,31 @@ class Window:
 
 
 def parse_window(text: str) -> Window:
-    """'10m' -> Window('10m', 10); windows are whole minutes because rollups are per minute."""
-    m = _DURATION.match(text)
-    if not m:
-        raise ValueError(f"window {text!r} is not a duration like 5m, 10m or 1h")
-    seconds = int(m.group(1)) * _UNIT_S[m.group(2)]
-    if seconds <= 0 or seconds % 60:
-        raise ValueError(f"window {text!r} must be a positive whole number of minutes")
-    return Window(f"{m.group(1)}{m.group(2)}", seconds // 60)
+    """'10m' -> Window('10m', 10); any duration of whole minutes up to a week (1h30m, 90m)."""
+    label = text.strip().replace(" ", "") if isinstance(text, str) else text
+    try:
+        minutes = parse_minutes(label)
+    except ValueError as exc:
+        raise ValueError(f"window {label!r:.40}: {exc}") from None
+    if minutes > MAX_WINDOW_MINUTES:
+        raise ValueError(
+            f"window {label!r:.40} is longer than {format_duration(MAX_WINDOW_MINUTES * 60)}"
+        )
+    return Window(label, minutes)
 
 
 class ExporterSettings(StrictModel):
     """Every exporter option; the same names are YAML keys, ECM_<NAME> variables and --flags."""
 
-    database_url: str | None = None
+    flat: ClassVar[tuple[str, ...]] = ("thresholds",)
+
+    database_url: DatabaseUrl = None
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
-    listen_address: str = "0.0.0.0"
-    interval: float = Field(15.0, gt=0, le=86400)
-    windows: tuple[str, ...] = ("5m", "10m", "1h")
-    top_n: int = Field(5, ge=0, le=1000)
-    min_calls: int = Field(20, ge=0)
-    min_tower_calls: int = Field(20, ge=1)
-    # Defaults from docs domain table: success ratio 99% (warn) / 95% (critical), at >= 20 calls.
-    warn_failure_ratio: float = Field(0.01, ge=0, le=1)
-    alert_failure_ratio: float = Field(0.05, ge=0, le=1)
-    # Setup latency p95: over 4 s misses the setup-delay target (warn), over 8 s is critical.
-    warn_p95_seconds: float = Field(4.0, gt=0)
-    alert_p95_seconds: float = Field(8.0, gt=0)
+    listen_address: str = Field("0.0.0.0", pattern=r"^[A-Za-z0-9.:_%\[\]-]{1,255}$")
+    interval: Seconds = Field(15.0, gt=0, le=MAX_INTERVAL_S)
+    windows: tuple[str, ...] = DEFAULT_WINDOWS
+    # Failure ratio and p95 limits, min_calls, min_tower_calls, top_n (defaults: ecm_common/slo).
+    thresholds: Thresholds = Field(default_factory=Thresholds)
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "text"
 
@@ -70,6 +71,8 @@ class ExporterSettings(StrictModel):
     def _check_windows(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
             raise ValueError("at least one window is needed")
+        if len(value) > MAX_WINDOWS:
+            raise ValueError(f"at most {MAX_WINDOWS} windows")
         parsed = [parse_window(v) for v in value]
         minutes = [w.minutes for w in parsed]
         if len(set(minutes)) != len(minutes):
@@ -88,16 +91,5 @@ def load_settings(
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> ExporterSettings:
-    """Load and validate the layers, then the checks that span several options."""
-    settings = load_config(ExporterSettings, file=file, flags=flags, environ=environ)
-    if settings.warn_failure_ratio > settings.alert_failure_ratio:
-        raise ConfigError(
-            f"configuration: warn_failure_ratio ({settings.warn_failure_ratio}) must not exceed "
-            f"alert_failure_ratio ({settings.alert_failure_ratio})"
-        )
-    if settings.warn_p95_seconds > settings.alert_p95_seconds:
-        raise ConfigError(
-            f"configuration: warn_p95_seconds ({settings.warn_p95_seconds}) must not exceed "
-            f"alert_p95_seconds ({settings.alert_p95_seconds})"
-        )
-    return settings
+    """Load and validate the layers (warn below alert is checked by Thresholds)."""
+    return load_config(ExporterSettings, file=file, flags=flags, environ=environ)

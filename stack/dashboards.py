@@ -1,8 +1,9 @@
 """Grafana dashboards for ECM, built as JSON from code.
 
 `python -m stack.dashboards` writes grafana/dashboards/*.json; `--check` exits 1 when the
-committed files differ. Panels read the recording rules of stack/rules.py (default windows) and
-the exporter's window gauges, through the provisioned datasource with a fixed uid.
+committed files differ. Panels read the recording rules of stack/rules.py (its rate window) and
+the exporter's window gauges, through the provisioned datasource with a fixed uid. Threshold
+colours come from the SLO home (ecm_common/slo.py) through the same RuleParams as the rules.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ecm_common import cli
+from ecm_common.durations import parse_duration
 from stack.grafana_json import (
     DATASOURCE,
     STATUS_MAPPINGS,
@@ -26,6 +28,7 @@ from stack.grafana_json import (
     target,
     thresholds,
 )
+from stack.rules import RuleParams, num
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +39,26 @@ TOWER_UID = "ecm-tower"
 JOB = 'job="ecm-exporter"'
 
 
-def overview() -> dict[str, Any]:
+def pct(ratio: float) -> str:
+    """A ratio as a percentage for descriptions: 0.01 -> '1%'."""
+    return f"{num(ratio * 100)}%"
+
+
+def _spoken(window: str) -> str:
+    """'5m' -> '5 minutes', for descriptions."""
+    minutes = parse_duration(window) / 60
+    return f"{num(minutes)} minutes" if minutes != 1 else "minute"
+
+
+def overview(p: RuleParams) -> dict[str, Any]:
     """Dashboard "Emergency calls": the whole network at a glance."""
+    slo, w = p.slo, p.rate_window
+    last = _spoken(w)
+    ratio_steps = thresholds((slo.warn_failure_ratio, "orange"), (slo.alert_failure_ratio, "red"))
+    p95_steps = thresholds((slo.warn_p95_seconds, "orange"), (slo.alert_p95_seconds, "red"))
+    tower_steps = thresholds(
+        (slo.warn_tower_failure_ratio, "orange"), (slo.alert_tower_failure_ratio, "red")
+    )
     panels = [
         stat(
             1,
@@ -56,52 +77,54 @@ def overview() -> dict[str, Any]:
         stat(
             2,
             "Calls per minute",
-            "Emergency calls stored per minute, averaged over the last 5 minutes.",
+            f"Emergency calls stored per minute, averaged over the last {last}.",
             "cpm",
             6,
-            "job:ecm_calls:rate5m * 60",
+            f"job:ecm_calls:rate{w} * 60",
             defaults={"thresholds": thresholds(), "color": {"mode": "fixed", "fixedColor": "blue"}},
         ),
         stat(
             3,
-            "Failure ratio (5m)",
-            "Share of emergency calls that failed over the last 5 minutes. Orange above 1% "
-            "(success objective 99%), red above 5%.",
+            f"Failure ratio ({w})",
+            f"Share of emergency calls that failed over the last {last}. Orange above "
+            f"{pct(slo.warn_failure_ratio)} (success objective {pct(slo.success_target)}), red "
+            f"above {pct(slo.alert_failure_ratio)}.",
             "percentunit",
             12,
-            "job:ecm_calls_failed:ratio_rate5m",
-            defaults={"thresholds": thresholds((0.01, "orange"), (0.05, "red")), "decimals": 2},
+            f"job:ecm_calls_failed:ratio_rate{w}",
+            defaults={"thresholds": ratio_steps, "decimals": 2},
         ),
         stat(
             4,
-            "Setup latency p95 (5m)",
-            "95th percentile of call setup latency over the last 5 minutes, from the "
-            "histogram. Orange above 4 s, red above 8 s.",
+            f"Setup latency p95 ({w})",
+            f"95th percentile of call setup latency over the last {last}, from the "
+            f"histogram. Orange above {num(slo.warn_p95_seconds)} s, red above "
+            f"{num(slo.alert_p95_seconds)} s.",
             "s",
             18,
-            "job:ecm_call_latency_seconds:p95_rate5m",
-            defaults={"thresholds": thresholds((4, "orange"), (8, "red")), "decimals": 2},
+            f"job:ecm_call_latency_seconds:p95_rate{w}",
+            defaults={"thresholds": p95_steps, "decimals": 2},
         ),
         series(
             5,
             "Calls per minute",
-            "All stored emergency calls and the failed ones, per minute (5-minute rate).",
+            f"All stored emergency calls and the failed ones, per minute ({w} rate).",
             "cpm",
             (0, 5, 12, 8),
             [
-                target("job:ecm_calls:rate5m * 60", "all calls", ref="A"),
-                target("job:ecm_calls_failed:rate5m * 60", "failed", ref="B"),
+                target(f"job:ecm_calls:rate{w} * 60", "all calls", ref="A"),
+                target(f"job:ecm_calls_failed:rate{w} * 60", "failed", ref="B"),
             ],
         ),
         series(
             6,
             "Failure ratio",
-            "Share of failed calls: the 5-minute rate from the counters, and the exporter's "
+            f"Share of failed calls: the {w} rate from the counters, and the exporter's "
             "exact value for each of its windows.",
             "percentunit",
             (12, 5, 12, 8),
             [
-                target("job:ecm_calls_failed:ratio_rate5m", "5m rate", ref="A"),
+                target(f"job:ecm_calls_failed:ratio_rate{w}", f"{w} rate", ref="A"),
                 target(f"ecm_window_failure_ratio{{{JOB}}}", "{{window}} window", ref="B"),
             ],
             defaults={"min": 0},
@@ -109,12 +132,12 @@ def overview() -> dict[str, Any]:
         series(
             7,
             "Setup latency p95",
-            "95th percentile of call setup latency: from the histogram over 5 minutes, and "
+            f"95th percentile of call setup latency: from the histogram over {last}, and "
             "the exporter's value for each of its windows.",
             "s",
             (0, 13, 12, 8),
             [
-                target("job:ecm_call_latency_seconds:p95_rate5m", "5m histogram", ref="A"),
+                target(f"job:ecm_call_latency_seconds:p95_rate{w}", f"{w} histogram", ref="A"),
                 target(f"ecm_window_latency_p95_seconds{{{JOB}}}", "{{window}} window", ref="B"),
             ],
             defaults={"min": 0},
@@ -122,24 +145,24 @@ def overview() -> dict[str, Any]:
         series(
             8,
             "Failures by reason",
-            "Failed calls per minute by failure reason (5-minute rate), stacked.",
+            f"Failed calls per minute by failure reason ({w} rate), stacked.",
             "cpm",
             (12, 13, 12, 8),
-            [target("reason:ecm_calls_failed:rate5m * 60", "{{reason}}")],
+            [target(f"reason:ecm_calls_failed:rate{w} * 60", "{{reason}}")],
             stacked=True,
         ),
         panel(
             9,
             "table",
             "Towers, worst first",
-            "Every tower's failure ratio, calls per minute and setup p95 over the last 5 "
-            "minutes, worst failure ratio first. Click a tower for its dashboard.",
+            f"Every tower's failure ratio, calls per minute and setup p95 over the last {last}, "
+            "worst failure ratio first. Click a tower for its dashboard.",
             "percentunit",
             (0, 21, 14, 10),
             [
-                target("tower:ecm_calls_failed:ratio_rate5m", ref="A", table=True),
-                target("tower:ecm_calls:rate5m * 60", ref="B", table=True),
-                target("tower:ecm_call_latency_seconds:p95_rate5m", ref="C", table=True),
+                target(f"tower:ecm_calls_failed:ratio_rate{w}", ref="A", table=True),
+                target(f"tower:ecm_calls:rate{w} * 60", ref="B", table=True),
+                target(f"tower:ecm_call_latency_seconds:p95_rate{w}", ref="C", table=True),
             ],
             defaults={
                 "decimals": 2,
@@ -164,7 +187,7 @@ def overview() -> dict[str, Any]:
                     "matcher": {"id": "byName", "options": "Failure ratio"},
                     "properties": [
                         {"id": "custom.cellOptions", "value": {"type": "color-background"}},
-                        {"id": "thresholds", "value": thresholds((0.1, "orange"), (0.5, "red"))},
+                        {"id": "thresholds", "value": tower_steps},
                     ],
                 },
             ],
@@ -207,8 +230,14 @@ def overview() -> dict[str, Any]:
     )
 
 
-def tower() -> dict[str, Any]:
+def tower(p: RuleParams) -> dict[str, Any]:
     """Dashboard "Emergency calls: one tower", chosen with the `tower` variable."""
+    slo, w = p.slo, p.rate_window
+    last = _spoken(w)
+    p95_steps = thresholds((slo.warn_p95_seconds, "orange"), (slo.alert_p95_seconds, "red"))
+    tower_steps = thresholds(
+        (slo.warn_tower_failure_ratio, "orange"), (slo.alert_tower_failure_ratio, "red")
+    )
     sel = 'tower="$tower"'
     variable = {
         "name": "tower",
@@ -232,30 +261,31 @@ def tower() -> dict[str, Any]:
         stat(
             1,
             "Calls per minute",
-            "Emergency calls through this tower per minute (5-minute rate).",
+            f"Emergency calls through this tower per minute ({w} rate).",
             "cpm",
             0,
-            f"tower:ecm_calls:rate5m{{{sel}}} * 60",
+            f"tower:ecm_calls:rate{w}{{{sel}}} * 60",
             defaults={"thresholds": thresholds(), "color": {"mode": "fixed", "fixedColor": "blue"}},
         ),
         stat(
             2,
-            "Failure ratio (5m)",
-            "Share of this tower's calls that failed over the last "
-            "5 minutes. Orange above 10%, red above 50% (the tower alert's thresholds).",
+            f"Failure ratio ({w})",
+            f"Share of this tower's calls that failed over the last {last}. Orange above "
+            f"{pct(slo.warn_tower_failure_ratio)}, red above {pct(slo.alert_tower_failure_ratio)} "
+            "(the tower alert's thresholds).",
             "percentunit",
             6,
-            f"tower:ecm_calls_failed:ratio_rate5m{{{sel}}}",
-            defaults={"thresholds": thresholds((0.1, "orange"), (0.5, "red")), "decimals": 2},
+            f"tower:ecm_calls_failed:ratio_rate{w}{{{sel}}}",
+            defaults={"thresholds": tower_steps, "decimals": 2},
         ),
         stat(
             3,
-            "Setup latency p95 (5m)",
-            "95th percentile of this tower's call setup latency over the last 5 minutes.",
+            f"Setup latency p95 ({w})",
+            f"95th percentile of this tower's call setup latency over the last {last}.",
             "s",
             12,
-            f"tower:ecm_call_latency_seconds:p95_rate5m{{{sel}}}",
-            defaults={"thresholds": thresholds((4, "orange"), (8, "red")), "decimals": 2},
+            f"tower:ecm_call_latency_seconds:p95_rate{w}{{{sel}}}",
+            defaults={"thresholds": p95_steps, "decimals": 2},
         ),
         stat(
             4,
@@ -265,52 +295,52 @@ def tower() -> dict[str, Any]:
             18,
             f"ecm_tower_window_failure_ratio{{{JOB}, {sel}}}",
             legend="{{window}}",
-            defaults={"thresholds": thresholds((0.1, "orange"), (0.5, "red")), "decimals": 2},
+            defaults={"thresholds": tower_steps, "decimals": 2},
         ),
         series(
             5,
             "Calls per minute",
-            "Calls through this tower and the failed ones, per minute (5-minute rate).",
+            f"Calls through this tower and the failed ones, per minute ({w} rate).",
             "cpm",
             (0, 5, 12, 8),
             [
-                target(f"tower:ecm_calls:rate5m{{{sel}}} * 60", "all calls", ref="A"),
-                target(f"tower:ecm_calls_failed:rate5m{{{sel}}} * 60", "failed", ref="B"),
+                target(f"tower:ecm_calls:rate{w}{{{sel}}} * 60", "all calls", ref="A"),
+                target(f"tower:ecm_calls_failed:rate{w}{{{sel}}} * 60", "failed", ref="B"),
             ],
         ),
         series(
             6,
             "Failure ratio",
-            "This tower's failure ratio against the whole network's (5-minute rates).",
+            f"This tower's failure ratio against the whole network's ({w} rates).",
             "percentunit",
             (12, 5, 12, 8),
             [
-                target(f"tower:ecm_calls_failed:ratio_rate5m{{{sel}}}", "$tower", ref="A"),
-                target("job:ecm_calls_failed:ratio_rate5m", "all towers", ref="B"),
+                target(f"tower:ecm_calls_failed:ratio_rate{w}{{{sel}}}", "$tower", ref="A"),
+                target(f"job:ecm_calls_failed:ratio_rate{w}", "all towers", ref="B"),
             ],
             defaults={"min": 0},
         ),
         series(
             7,
             "Setup latency p95",
-            "This tower's setup latency p95 against the whole network's (5-minute histograms).",
+            f"This tower's setup latency p95 against the whole network's ({w} histograms).",
             "s",
             (0, 13, 12, 8),
             [
-                target(f"tower:ecm_call_latency_seconds:p95_rate5m{{{sel}}}", "$tower", ref="A"),
-                target("job:ecm_call_latency_seconds:p95_rate5m", "all towers", ref="B"),
+                target(f"tower:ecm_call_latency_seconds:p95_rate{w}{{{sel}}}", "$tower", ref="A"),
+                target(f"job:ecm_call_latency_seconds:p95_rate{w}", "all towers", ref="B"),
             ],
             defaults={"min": 0},
         ),
         series(
             8,
             "Failures by reason",
-            "This tower's failed calls per minute by reason (5-minute rate), stacked.",
+            f"This tower's failed calls per minute by reason ({w} rate), stacked.",
             "cpm",
             (12, 13, 12, 8),
             [
                 target(
-                    f"sum by (reason) (rate(ecm_calls_failed_total{{{JOB}, {sel}}}[5m])) * 60",
+                    f"sum by (reason) (rate(ecm_calls_failed_total{{{JOB}, {sel}}}[{w}])) * 60",
                     "{{reason}}",
                 )
             ],
@@ -333,19 +363,20 @@ def tower() -> dict[str, Any]:
     )
 
 
-def render() -> dict[str, str]:
-    """File name to JSON text of every dashboard."""
+def render(p: RuleParams | None = None) -> dict[str, str]:
+    """File name to JSON text of every dashboard, for the rules' parameters (default: SLO)."""
+    p = p or RuleParams()
     return {
         f"{d['uid']}.json": json.dumps(d, indent=2, ensure_ascii=False) + "\n"
-        for d in (overview(), tower())
+        for d in (overview(p), tower(p))
     }
 
 
-def stale_files(out_dir: Path) -> list[str]:
+def stale_files(out_dir: Path, p: RuleParams | None = None) -> list[str]:
     """Names of committed dashboards that differ from the rendering (missing ones included)."""
     return [
         name
-        for name, text in render().items()
+        for name, text in render(p).items()
         if not (out_dir / name).is_file() or (out_dir / name).read_text(encoding="utf-8") != text
     ]
 

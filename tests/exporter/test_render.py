@@ -101,7 +101,8 @@ CASES = {
     "NaN and infinite values": lambda: snapshot(
         ["TOWER_1", "TOWER_2"],
         100,
-        thresholds=Thresholds(
+        # Settings refuse these values; the renderer must still print them as Prometheus does.
+        thresholds=Thresholds.model_construct(
             warn_p95_seconds=math.inf,
             alert_p95_seconds=-math.inf,
             warn_failure_ratio=math.nan,

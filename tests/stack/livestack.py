@@ -17,8 +17,9 @@ from typing import Any
 import psycopg
 import requests
 
+from ecm_common.slo import SLO, BurnRateWindow
 from stack import promconfig, rules
-from stack.rules import BurnRateWindow, RuleParams
+from stack.rules import RuleParams
 from tests.fixtures.postgres import TEMPLATE, PgServer
 from tests.stack.services import Service, get_json, poll, start_service
 from tests.stack.sink import WebhookSink
@@ -33,7 +34,13 @@ LATENCIES_MS = (800, 1000, 1200, 1500)
 E2E_RULES = replace(
     RuleParams(),
     ratio_window="20s",
-    min_calls=5,
+    slo=replace(
+        SLO,
+        min_calls=5,
+        min_tower_calls=5,
+        burn_page=(BurnRateWindow("1m", "10s", 14.4),),
+        burn_ticket=(BurnRateWindow("5m", "30s", 3.0),),
+    ),
     failure_for="2s",
     window_warn_for="2s",
     window_alert_for="2s",
@@ -48,8 +55,6 @@ E2E_RULES = replace(
     stale_for="2s",
     database_down_for="2s",
     watchdog_for="1s",
-    burn_page=(BurnRateWindow("1m", "10s", 14.4),),
-    burn_ticket=(BurnRateWindow("5m", "30s", 3.0),),
 )
 AM_TIMERS = {"group_wait": "1s", "group_interval": "2s", "repeat_interval": "10m"}
 

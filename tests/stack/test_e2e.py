@@ -90,7 +90,7 @@ def test_tower_failure_burst_pages_then_resolves(live: LiveStack) -> None:
     assert ann["summary"] == "Tower TOWER_3 fails more than 50% of emergency calls."
     assert ann["description"].endswith(
         f"of emergency calls through tower TOWER_3 failed over the last {E2E_RULES.ratio_window} "
-        f"(threshold 50%, at least {E2E_RULES.min_calls} calls)."
+        f"(threshold 50%, at least {E2E_RULES.slo.min_tower_calls} calls)."
     )
     assert ann["runbook_url"] == f"{RUNBOOK_BASE}/EcmTowerFailureRatioHigh.md"
     pager = [n for n in live.sink.received("pager", since) if n.alerts(**key)]

@@ -13,7 +13,8 @@ import yaml
 
 from ecm_common.errors import ConfigError
 from stack import rules
-from stack.rules import BurnRateWindow, RuleParams
+from ecm_common.slo import BurnRateWindow, Slo
+from stack.rules import RuleParams
 from tests.fixtures.tools import require_binary
 from tests.stack.livestack import E2E_RULES
 
@@ -190,13 +191,35 @@ def test_short_parameters_render_valid_rules(tmp_path: Path) -> None:
     [
         ({"failure_for": "5 minutes"}, "failure_for"),
         ({"ratio_window": ""}, "ratio_window"),
-        ({"failure_ratio_warning": 0.1, "failure_ratio_critical": 0.05}, "failure_ratio"),
-        ({"slo_success_target": 1.0}, "slo_success_target"),
-        ({"min_calls": 0}, "min_calls"),
-        ({"burn_page": (BurnRateWindow("1 hour", "5m", 14.4),)}, "burn-rate window"),
+        ({"ratio_window": "1.5m"}, "ratio_window"),
+        ({"stale_after_seconds": 0}, "stale_after_seconds"),
     ],
 )
 def test_bad_parameters_are_one_clear_error(change: dict[str, Any], message: str) -> None:
     """A bad parameter is a ConfigError naming it, not rules Prometheus would refuse."""
     with pytest.raises(ConfigError, match=message):
         RuleParams(**change)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"warn_failure_ratio": 0.1, "alert_failure_ratio": 0.05}, "warn_failure_ratio"),
+        ({"warn_failure_ratio": 0.05, "alert_failure_ratio": 0.05}, "warn_failure_ratio"),
+        ({"warn_p95_seconds": 8.0}, "warn_p95_seconds"),
+        ({"alert_tower_failure_ratio": 1.5}, "tower_failure_ratio"),
+        ({"success_target": 1.0}, "success_target"),
+        ({"min_calls": 0}, "min_calls"),
+    ],
+)
+def test_bad_slo_is_one_clear_error(change: dict[str, Any], message: str) -> None:
+    """The home refuses warn >= alert and the other values no rule could use."""
+    with pytest.raises(ConfigError, match=message):
+        Slo(**change)
+
+
+def test_bad_burn_window_is_one_clear_error() -> None:
+    """A burn-rate window Prometheus cannot read is refused when the rules are built."""
+    slo = Slo(burn_page=(BurnRateWindow("1 hour", "5m", 14.4),))
+    with pytest.raises(ConfigError, match="burn-rate window"):
+        RuleParams(slo=slo)
