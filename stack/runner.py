@@ -1,4 +1,9 @@
-"""Start, watch and stop the child processes of a local run."""
+"""Start, watch and stop child processes: the one supervisor of the local run and the tests.
+
+A child writes stdout and stderr to its log file; a failure to start or to become ready is one
+EcmError that carries the end of that log. Children stop in reverse start order: SIGTERM, a
+bounded wait, then SIGKILL.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import requests
 
@@ -21,16 +26,19 @@ log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 15.0
 READY_TIMEOUT_S = 60.0
+READY_POLL_S = 0.2
 
 
 @dataclass
 class Child:
-    """One supervised process with its log file."""
+    """One supervised process with its log file; url is where it answers HTTP, if it does."""
 
     name: str
     argv: list[str]
     logfile: Path
     env: dict[str, str] = field(default_factory=dict)
+    url: str | None = None
+    ready_path: str = "/"
     proc: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
 
@@ -51,25 +59,39 @@ class Child:
         """The exit status if the process has ended, else None."""
         return None if self.proc is None else self.proc.poll()
 
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Poll url + ready_path until it answers 200; EcmError with the log if it dies or not."""
+        if self.url is None:
+            raise ValueError(f"{self.name} has no URL to wait for")
+        wait_http(self.url + self.ready_path, self, timeout_s)
+
     def stop(self) -> None:
-        """SIGTERM, wait, then SIGKILL; close the log."""
+        """SIGTERM, wait, then SIGKILL; close the log. Safe to call twice."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 log.warning("%s did not stop in %.0f s; killing it", self.name, STOP_TIMEOUT_S)
-                self.proc.kill()
-                self.proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+                self.kill()
+        self._close_log()
+
+    def kill(self) -> None:
+        """SIGKILL at once, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def tail(self, lines: int = 15) -> str:
         """The end of the log file."""
         with contextlib.suppress(OSError):
             return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])
         return ""
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
 
 class Supervisor:
@@ -78,10 +100,12 @@ class Supervisor:
     def __init__(self) -> None:
         self.children: list[Child] = []
 
-    def start(self, child: Child) -> Child:
-        """Start a child and remember it."""
-        child.start()
+    def start(self, child: Child, *, wait: bool = False) -> Child:
+        """Start a child and remember it; wait=True also waits until it is ready."""
         self.children.append(child)
+        child.start()
+        if wait:
+            child.wait_ready()
         return child
 
     def watch(self, poll_s: float = 1.0) -> Child | None:
@@ -96,6 +120,12 @@ class Supervisor:
         """Stop every child, last started first."""
         for child in reversed(self.children):
             child.stop()
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop_all()
 
 
 def check_port_free(port: int, what: str) -> None:
@@ -116,12 +146,10 @@ def wait_http(url: str, child: Child, timeout_s: float = READY_TIMEOUT_S) -> Non
     while time.monotonic() < deadline:
         if child.exited() is not None:
             raise EcmError(f"{child.name} exited with status {child.exited()}:\n{child.tail()}")
-        try:
+        with contextlib.suppress(requests.RequestException):
             if requests.get(url, timeout=2).status_code == 200:
                 return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
+        time.sleep(READY_POLL_S)
     raise EcmError(
         f"{child.name} did not answer at {url} within {timeout_s:.0f} s:\n{child.tail()}"
     )

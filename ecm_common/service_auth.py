@@ -1,0 +1,84 @@
+"""Bearer tokens for ECM HTTP services: read from the environment or a file, compared in
+constant time, never logged (a SecretStr prints as '**********')."""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
+
+from ecm_common.errors import ConfigError
+from ecm_common.service_errors import Problem
+
+MAX_TOKEN_FILE_BYTES = 4096
+_scheme = HTTPBearer(auto_error=False, description="Authorization: Bearer <token>")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_scheme)]
+
+
+def load_token(name: str, environ: Mapping[str, str] | None = None) -> SecretStr | None:
+    """The token in $name, or in the file named by ${name}_FILE (Docker secrets); None if neither.
+
+    Setting both, an unreadable or empty file is a ConfigError that names the variable and the
+    file, never the token.
+    """
+    env = os.environ if environ is None else environ
+    value, file_name = env.get(name, ""), env.get(f"{name}_FILE", "")
+    if value and file_name:
+        raise ConfigError(f"set {name} or {name}_FILE, not both")
+    if file_name:
+        path = Path(file_name)
+        try:
+            with path.open("rb") as fh:
+                raw = fh.read(MAX_TOKEN_FILE_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
+        if len(raw) > MAX_TOKEN_FILE_BYTES:
+            raise ConfigError(f"{name}_FILE: {path} is over {MAX_TOKEN_FILE_BYTES} bytes")
+        value = raw.decode("utf-8", errors="replace").strip()
+        if not value:
+            raise ConfigError(f"{name}_FILE: {path} is empty")
+    return SecretStr(value) if value else None
+
+
+def bearer_token(token: SecretStr | None) -> Any:
+    """A dependency for routes that need `Authorization: Bearer <token>`; None lets all through.
+
+    Use as `dependencies=[bearer_token(t)]` on a route or router; one per token (read, write,
+    the token Alertmanager uses).
+    """
+    return Depends(_checker(lambda request: token))
+
+
+def _app_token(request: Request) -> SecretStr | None:
+    token: SecretStr | None = request.app.state.ecm_token
+    return token
+
+
+def _checker(
+    get_token: Callable[[Request], SecretStr | None],
+) -> Callable[[Request, Credentials], Awaitable[None]]:
+    async def check(request: Request, credentials: Credentials) -> None:
+        token = get_token(request)
+        if token is None:
+            return
+        if credentials is None:
+            raise Problem(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+        given = credentials.credentials.encode("utf-8", errors="replace")
+        if not hmac.compare_digest(given, token.get_secret_value().encode("utf-8")):
+            raise Problem(
+                401,
+                "the bearer token is not valid",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+
+    return check
+
+
+# The token given to create_app(token=...): `dependencies=[RequireToken]` on the routes it guards.
+RequireToken: Any = Depends(_checker(_app_token))
