@@ -10,6 +10,9 @@
 -- and a plain pg_dump/restore do not carry them (docs/RELIABILITY.md, "Secrets and roles").
 
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ecm_schema_migrations FROM PUBLIC;
+-- PostgreSQL 15 no longer lets PUBLIC create in schema public; a database first created by an
+-- older server still does.
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 
 DO $$
 BEGIN
