@@ -170,9 +170,11 @@ def listen_socket(host: str, port: int) -> socket.socket:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-def _uvicorn_config(app: FastAPI, cfg: HttpSettings) -> uvicorn.Config:
+def _uvicorn_config(app: FastAPI, cfg: HttpSettings, *, quiet: bool = False) -> uvicorn.Config:
     return uvicorn.Config(
         app,
+        # Quiet: a server inside another program leaves its lifecycle lines to that program.
+        log_level="warning" if quiet else None,
         # None: keep the root logger that setup_logging configured (text or JSON lines).
         log_config=None,
         access_log=False,
@@ -221,7 +223,7 @@ class BackgroundServer:
     ) -> None:
         cfg = settings or HttpSettings(port=0)
         self.sock = sock or listen_socket(cfg.listen_address, cfg.port)
-        self.server = uvicorn.Server(_uvicorn_config(app, cfg))
+        self.server = uvicorn.Server(_uvicorn_config(app, cfg, quiet=True))
         self._thread = threading.Thread(
             target=self.server.run,
             kwargs={"sockets": [self.sock]},

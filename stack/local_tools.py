@@ -7,8 +7,9 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stack import promconfig, sink
-from stack.runner import Child, check_port_free, wait_http
+from stack import promconfig
+from stack.runner import Child, check_port_free
+from stack.sink import RECEIVERS, WebhookSink
 
 if TYPE_CHECKING:
     from stack.config import StackConfig
@@ -37,11 +38,10 @@ def start(cfg: StackConfig, sup: Supervisor, state: Path) -> dict[str, str]:
     if len(urls) < len(promconfig.WEBHOOK_ENV):
         check_port_free(cfg.sink_port, "the webhook sink")
         notes = state / "notifications.jsonl"
-        sink.serve(notes, "127.0.0.1", cfg.sink_port)
-        for name, receiver in zip(
-            promconfig.WEBHOOK_ENV, ("pager", "tickets", "heartbeat"), strict=True
-        ):
-            urls.setdefault(name, f"http://127.0.0.1:{cfg.sink_port}/{receiver}")
+        # Serves until this process ends (a daemon thread).
+        sink = WebhookSink(notes, port=cfg.sink_port).start()
+        for name, receiver in zip(promconfig.WEBHOOK_ENV, RECEIVERS, strict=True):
+            urls.setdefault(name, sink.url(receiver))
         out["notifications"] = str(notes)
 
     am_listen = f"127.0.0.1:{cfg.alertmanager_port}"
@@ -53,6 +53,8 @@ def start(cfg: StackConfig, sup: Supervisor, state: Path) -> dict[str, str]:
                 am_cfg, state / "alertmanager" / "data", am_listen, binary=am_bin
             ),
             state / "alertmanager.log",
+            url=f"http://{am_listen}",
+            ready_path="/-/ready",
         )
     )
 
@@ -71,10 +73,12 @@ def start(cfg: StackConfig, sup: Supervisor, state: Path) -> dict[str, str]:
                 prom_cfg, state / "prometheus" / "data", prom_listen, binary=prom_bin
             ),
             state / "prometheus.log",
+            url=f"http://{prom_listen}",
+            ready_path="/-/ready",
         )
     )
 
-    wait_http(f"http://{am_listen}/-/ready", am)
-    wait_http(f"http://{prom_listen}/-/ready", prom)
+    am.wait_ready()
+    prom.wait_ready()
     out = {"prometheus": f"http://{prom_listen}", "alertmanager": f"http://{am_listen}", **out}
     return out

@@ -31,13 +31,13 @@ READY_POLL_S = 0.2
 
 @dataclass
 class Child:
-    """One supervised process with its log file; url is where it answers HTTP, if it does."""
+    """One supervised process with its log file; url is where it answers HTTP ("" if not)."""
 
     name: str
     argv: list[str]
     logfile: Path
     env: dict[str, str] = field(default_factory=dict)
-    url: str | None = None
+    url: str = ""
     ready_path: str = "/"
     proc: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
@@ -61,7 +61,7 @@ class Child:
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Poll url + ready_path until it answers 200; EcmError with the log if it dies or not."""
-        if self.url is None:
+        if not self.url:
             raise ValueError(f"{self.name} has no URL to wait for")
         wait_http(self.url + self.ready_path, self, timeout_s)
 

@@ -1,68 +1,120 @@
-"""A webhook sink for the local run: Alertmanager notifications appended to a JSON-lines file."""
+"""The webhook sink of the local run and the tests: records every notification Alertmanager
+posts to /<receiver>, in memory (the latest MAX_KEPT) and, when given a file, as JSON lines
+{"receiver", "payload"} appended there (the local run's notifications.jsonl).
+
+It is an app of the shared factory (ecm_common/service.py), served in a thread of the caller.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
-from socketserver import ThreadingMixIn
-from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+from fastapi import Path as PathParam
+from prometheus_client import CollectorRegistry
+
+from ecm_common.service import BackgroundServer, HttpSettings, create_app
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
-StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+MAX_KEPT = 10_000
+RECEIVERS = ("pager", "tickets", "heartbeat")
+Receiver = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+@dataclass(frozen=True)
+class Notification:
+    """One POST: the receiver (the URL path) and the Alertmanager webhook payload."""
 
+    receiver: str
+    payload: dict[str, Any]
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug(format, *args)
+    def alerts(self, **labels: str) -> list[dict[str, Any]]:
+        """The payload's alerts whose labels include these."""
+        return [
+            a
+            for a in self.payload.get("alerts", [])
+            if all(a.get("labels", {}).get(k) == v for k, v in labels.items())
+        ]
 
 
 class WebhookSink:
-    """Accepts POST /<receiver> and records {receiver, payload} per line; one summary log line."""
+    """Serves on host:port (0: any free port); receivers are told apart by the URL path."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None = None, *, host: str = "127.0.0.1", port: int = 0):
         self.path = path
         self._lock = threading.Lock()
+        self._kept: deque[Notification] = deque(maxlen=MAX_KEPT)
+        self._count = 0
+        router = APIRouter()
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        """The WSGI application."""
-        if environ["REQUEST_METHOD"] != "POST":
-            start_response("405 Method Not Allowed", [("Content-Type", "text/plain")])
-            return [b"POST Alertmanager webhooks here\n"]
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        if length > MAX_BODY_BYTES:
-            start_response("413 Payload Too Large", [("Content-Type", "text/plain")])
-            return [b"payload too large\n"]
-        try:
-            payload = json.loads(environ["wsgi.input"].read(length) or b"null")
-        except ValueError:
-            start_response("400 Bad Request", [("Content-Type", "text/plain")])
-            return [b"body is not JSON\n"]
-        receiver = environ.get("PATH_INFO", "/").strip("/") or "default"
-        with self._lock, open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"receiver": receiver, "payload": payload}) + "\n")
-        if isinstance(payload, dict):
-            names = sorted(
-                {a.get("labels", {}).get("alertname", "?") for a in payload.get("alerts", [])}
+        @router.post("/{receiver}", summary="Record one Alertmanager notification")
+        async def receive(receiver: Receiver, payload: dict[str, Any]) -> dict[str, str]:
+            self.record(Notification(receiver, payload))
+            return {"status": "recorded"}
+
+        settings = HttpSettings(listen_address=host, port=port, max_body_bytes=MAX_BODY_BYTES)
+        app = create_app("ecm-webhook-sink", registry=CollectorRegistry(), routers=[router])
+        self._server = BackgroundServer(app, settings)
+
+    @property
+    def port(self) -> int:
+        """The port the sink listens on."""
+        return self._server.port
+
+    def url(self, receiver: str) -> str:
+        """The webhook URL of one receiver."""
+        return f"{self._server.url}/{receiver}"
+
+    def start(self) -> WebhookSink:
+        """Serve in a background thread."""
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._server.stop()
+
+    def record(self, note: Notification) -> None:
+        """Keep a notification (and append it to the file); one summary log line."""
+        with self._lock:
+            self._kept.append(note)
+            self._count += 1
+            if self.path is not None:
+                with self.path.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps({"receiver": note.receiver, "payload": note.payload}))
+                    fh.write("\n")
+        names = sorted({a.get("labels", {}).get("alertname", "?") for a in note.alerts()})
+        log.info(
+            "notification to %s: %s %s", note.receiver, note.payload.get("status"), ", ".join(names)
+        )
+
+    def received(self, receiver: str | None = None, since: int = 0) -> list[Notification]:
+        """Notifications kept (of one receiver), from the mark `since` on."""
+        with self._lock:
+            first = self._count - len(self._kept)
+            items = list(self._kept)[max(since - first, 0) :]
+        return [n for n in items if receiver is None or n.receiver == receiver]
+
+    def mark(self) -> int:
+        """A mark to pass as since, to look only at what arrives from now on."""
+        with self._lock:
+            return self._count
+
+    def summary(self) -> str:
+        """What arrived, for failure messages."""
+        lines = []
+        for n in self.received():
+            alerts = ", ".join(
+                f"{a['labels'].get('alertname')}{{{a['labels'].get('tower', '')}}}:{a['status']}"
+                for a in n.alerts()
             )
-            log.info("notification to %s: %s %s", receiver, payload.get("status"), ", ".join(names))
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"ok\n"]
-
-
-def serve(path: Path, host: str, port: int) -> WSGIServer:
-    """Start the sink in a daemon thread; returns the server (call shutdown() to stop)."""
-    server = make_server(
-        host, port, WebhookSink(path), server_class=_Server, handler_class=_QuietHandler
-    )
-    threading.Thread(target=server.serve_forever, name="webhook-sink", daemon=True).start()
-    return server
+            lines.append(f"/{n.receiver} {n.payload.get('status')}: {alerts}")
+        return "notifications:\n  " + "\n  ".join(lines or ["(none)"])

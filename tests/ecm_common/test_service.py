@@ -329,9 +329,7 @@ def test_a_service_process_logs_json_and_stops_gracefully_on_sigterm(tmp_path: P
     results: list[httpx.Response] = []
     with Supervisor() as sup:
         sup.start(child, wait=True)
-        assert child.url is not None
-        url = child.url
-        with httpx.Client(base_url=url, timeout=30) as client:
+        with httpx.Client(base_url=child.url, timeout=30) as client:
             assert client.post("/items", json={"name": "a", "quantity": 1}).status_code == 401
             held = threading.Thread(target=lambda: results.append(client.get("/wait")))
             held.start()

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from stack import promconfig
+from stack.runner import Child, Supervisor
 from tests.fixtures.postgres import PgServer
 from tests.fixtures.tools import require_binary
 from tests.stack.livestack import LiveStack, live_stack
-from tests.stack.services import Service, start_service
+from tests.stack.services import start_service
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,7 +42,7 @@ def rendered_am(tmp_path: Path, example_urls: dict[str, str]) -> Path:
 
 
 @pytest.fixture
-def alertmanager(tmp_path: Path, example_urls: dict[str, str]) -> Iterator[Service]:
+def alertmanager(tmp_path: Path, example_urls: dict[str, str]) -> Iterator[Child]:
     """A real Alertmanager on a free port, with the committed config."""
     binary = require_binary("prometheus-alertmanager", "prometheus-alertmanager")
     config = promconfig.render_alertmanager_config(tmp_path / "am", example_urls)
@@ -51,9 +52,8 @@ def alertmanager(tmp_path: Path, example_urls: dict[str, str]) -> Iterator[Servi
             config, tmp_path / "am-data", f"127.0.0.1:{port}", binary=binary
         )
 
-    svc = start_service("alertmanager", argv, tmp_path, "/-/ready")
-    yield svc
-    svc.stop()
+    with Supervisor() as sup:
+        yield start_service(sup, "alertmanager", argv, tmp_path, "/-/ready")
 
 
 @pytest.fixture(scope="session")

@@ -19,10 +19,12 @@ import requests
 
 from ecm_common.slo import SLO, BurnRateWindow
 from stack import promconfig, rules
+from stack.pgcluster import free_port
 from stack.rules import RuleParams
+from stack.runner import Child, Supervisor
+from stack.sink import WebhookSink
 from tests.fixtures.postgres import TEMPLATE, PgServer
-from tests.stack.services import Service, get_json, poll, start_service
-from tests.stack.sink import WebhookSink
+from tests.stack.services import get_json, poll, start_service
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +123,12 @@ class LiveStack:
         self.reader_url = reader_url
         self.sink = WebhookSink()
         self.traffic = Traffic(db_url)
-        self.exporter: Service | None = None
-        self.prometheus: Service | None = None
-        self.alertmanager: Service | None = None
-        self.exporter_port = 0
+        self.sup = Supervisor()
+        self.exporter: Child | None = None
+        self.prometheus: Child | None = None
+        self.alertmanager: Child | None = None
+        self.exporter_port = free_port()
+        self.alertmanager_port = free_port()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -139,29 +143,29 @@ class LiveStack:
             "ECM_HEARTBEAT_WEBHOOK_URL": self.sink.url("heartbeat"),
         }
         am_cfg = promconfig.render_alertmanager_config(self.workdir / "am", urls, timers=AM_TIMERS)
+        am_address = f"127.0.0.1:{self.alertmanager_port}"
         self.alertmanager = start_service(
+            self.sup,
             "alertmanager",
             lambda port: promconfig.alertmanager_command(
                 am_cfg, self.workdir / "am-data", f"127.0.0.1:{port}", binary=alertmanager
             ),
             self.workdir,
             "/-/ready",
+            port=self.alertmanager_port,
         )
         rule_files = rules.write(E2E_RULES, self.workdir / "rules")
-        prom_port_holder: dict[str, int] = {}
 
         def prom_argv(port: int) -> list[str]:
-            prom_port_holder["port"] = port
-            assert self.alertmanager is not None
             cfg = promconfig.render_prometheus_config(
                 self.workdir / "prom",
                 {
                     "ecm-exporter": f"127.0.0.1:{self.exporter_port}",
                     "ecm-generator": None,
                     "prometheus": f"127.0.0.1:{port}",
-                    "alertmanager": f"127.0.0.1:{self.alertmanager.port}",
+                    "alertmanager": am_address,
                 },
-                f"127.0.0.1:{self.alertmanager.port}",
+                am_address,
                 rule_files=rule_files,
                 scrape_interval="1s",
                 evaluation_interval="1s",
@@ -176,7 +180,7 @@ class LiveStack:
                 extra_args=["--rules.alert.resend-delay=1s"],
             )
 
-        self.prometheus = start_service("prometheus", prom_argv, self.workdir, "/-/ready")
+        self.prometheus = start_service(self.sup, "prometheus", prom_argv, self.workdir, "/-/ready")
         poll(
             "Prometheus to scrape the exporter",
             lambda: self.query('up{job="ecm-exporter"} == 1') or None,
@@ -186,32 +190,30 @@ class LiveStack:
 
     def start_exporter(self) -> None:
         """Start the real exporter (again, on the same port) and wait for its first refresh."""
-        from stack.pgcluster import free_port
 
-        if not self.exporter_port:
-            self.exporter_port = free_port()
-        argv = [
-            sys.executable,
-            "-m",
-            "exporter",
-            "--interval",
-            "1",
-            "--port",
-            str(self.exporter_port),
-            "--listen-address",
-            "127.0.0.1",
-        ]
-        svc = Service(
+        def argv(port: int) -> list[str]:
+            return [
+                sys.executable,
+                "-m",
+                "exporter",
+                "--interval",
+                "1",
+                "--port",
+                str(port),
+                "--listen-address",
+                "127.0.0.1",
+            ]
+
+        self.exporter = start_service(
+            self.sup,
             "exporter",
             argv,
-            self.workdir / "exporter.log",
-            self.exporter_port,
+            self.workdir,
+            "/metrics",
+            port=self.exporter_port,
             env={"ECM_DATABASE_URL": self.reader_url},
         )
-        svc.start()
-        self.exporter = svc
-        svc.wait_ready("/metrics")
-        poll("the exporter's first refresh", self._refreshed, 30, diagnostics=svc.log_tail)
+        poll("the exporter's first refresh", self._refreshed, 30, diagnostics=self.exporter.tail)
 
     def _refreshed(self) -> bool | None:
         assert self.exporter is not None
@@ -224,9 +226,7 @@ class LiveStack:
 
     def stop(self) -> None:
         """Stop everything, whatever state it is in."""
-        for svc in (self.prometheus, self.alertmanager, self.exporter):
-            if svc is not None:
-                svc.stop()
+        self.sup.stop_all()
         self.traffic.stop()
         self.sink.stop()
 
@@ -267,7 +267,7 @@ class LiveStack:
             )
         for svc in (self.exporter, self.prometheus, self.alertmanager):
             if svc is not None:
-                parts.append(f"--- {svc.name} log ---\n{svc.log_tail(20)}")
+                parts.append(f"--- {svc.name} log ---\n{svc.tail(20)}")
         if self.traffic.error:
             parts.append(f"traffic thread failed: {self.traffic.error!r}")
         return "\n".join(parts)

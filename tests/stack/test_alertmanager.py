@@ -12,8 +12,9 @@ import pytest
 import requests
 import yaml
 
+from stack.runner import Child
 from tests.fixtures.tools import require_binary
-from tests.stack.services import Service, get_json, poll
+from tests.stack.services import get_json, poll
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "alertmanager" / "entrypoint.sh"
@@ -190,7 +191,7 @@ def test_compose_entrypoint_refuses_a_missing_url(tmp_path: Path) -> None:
     assert "ECM_HEARTBEAT_WEBHOOK_URL is not set" in proc.stderr
 
 
-def _post(am: Service, *alerts: dict[str, str]) -> None:
+def _post(am: Child, *alerts: dict[str, str]) -> None:
     now = datetime.now(UTC)
     body = [
         {
@@ -204,7 +205,7 @@ def _post(am: Service, *alerts: dict[str, str]) -> None:
     requests.post(am.url + "/api/v2/alerts", json=body, timeout=5).raise_for_status()
 
 
-def _states(am: Service) -> dict[tuple[str, str, str], str]:
+def _states(am: Child) -> dict[tuple[str, str, str], str]:
     out = {}
     for a in get_json(am.url + "/api/v2/alerts"):
         lab = a["labels"]
@@ -215,7 +216,7 @@ def _states(am: Service) -> dict[tuple[str, str, str], str]:
 
 
 @pytest.mark.integration
-def test_inhibition_in_a_real_alertmanager(alertmanager: Service) -> None:
+def test_inhibition_in_a_real_alertmanager(alertmanager: Child) -> None:
     """Critical mutes the same warning; exporter down mutes data alerts of its job only."""
     job = {"job": "ecm-exporter"}
     _post(

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from stack.sink import Notification
 from tests.stack.livestack import E2E_RULES, LiveStack
 from tests.stack.services import poll
-from tests.stack.sink import Notification
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
 
@@ -67,8 +67,8 @@ def test_normal_traffic_only_the_watchdog_notifies(live: LiveStack) -> None:
     assert live.sink.received("pager") == []
     assert live.sink.received("tickets") == []
     beats = live.sink.received("heartbeat")
-    assert {a["labels"]["alertname"] for n in beats for a in n.body["alerts"]} == {"EcmWatchdog"}
-    assert beats[0].body["receiver"] == "heartbeat"
+    assert {a["labels"]["alertname"] for n in beats for a in n.payload["alerts"]} == {"EcmWatchdog"}
+    assert beats[0].payload["receiver"] == "heartbeat"
 
 
 def test_tower_failure_burst_pages_then_resolves(live: LiveStack) -> None:
@@ -94,7 +94,7 @@ def test_tower_failure_burst_pages_then_resolves(live: LiveStack) -> None:
     )
     assert ann["runbook_url"] == f"{RUNBOOK_BASE}/EcmTowerFailureRatioHigh.md"
     pager = [n for n in live.sink.received("pager", since) if n.alerts(**key)]
-    assert pager[0].body["receiver"] == "pager"
+    assert pager[0].payload["receiver"] == "pager"
     # continue: true also opens a ticket.
     poll(
         "the tower alert at the tickets receiver",
@@ -111,7 +111,9 @@ def test_tower_failure_burst_pages_then_resolves(live: LiveStack) -> None:
     assert resolved["labels"] == alert["labels"]
     healthy = {"TOWER_1", "TOWER_2", "TOWER_4"}
     towers = {
-        a["labels"].get("tower") for n in live.sink.received(since=since) for a in n.body["alerts"]
+        a["labels"].get("tower")
+        for n in live.sink.received(since=since)
+        for a in n.payload["alerts"]
     }
     assert towers & healthy == set(), "a healthy tower was reported"
 
@@ -174,5 +176,5 @@ def test_exporter_killed_fires_down_and_mutes_data_alerts(live: LiveStack) -> No
         assert "EcmTowerFailureRatioHigh" in {a["labels"]["alertname"] for a in data}
     finally:
         live.traffic.failing = set()
-        if live.exporter.proc is not None and live.exporter.proc.poll() is not None:
+        if live.exporter.exited() is not None:
             live.start_exporter()
