@@ -8,33 +8,65 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from types import FrameType
 
 import numpy as np
+import psycopg
 from pydantic import ValidationError
 
 from db.migrate import ensure_schema
 from ecm_common.config import describe_error
 from ecm_common.db import connect, database_url
-from ecm_common.errors import ConfigError
+from ecm_common.errors import ConfigError, DatabaseUnavailable
 from generator.config import GeneratorSettings, model_params, paths
 from generator.metrics import GeneratorMetrics
 from generator.model import CallModel, ModelParams
+from generator.outcome import WritesRefused, check_outcome
 from generator.pipeline import Counts, Pipeline, WriteOptions
 from generator.runner import RunLimits, chunk_size, produce
 from generator.scenario import Scenario, load_scenario, read_scenario_file
-from generator.writer import DbWriter, upsert_towers
+from generator.writer import (
+    WRITE_TIMEOUT_S,
+    DbWriter,
+    classify,
+    explain,
+    set_timeouts,
+    upsert_towers,
+)
 
 log = logging.getLogger(__name__)
 
 
-def prepare_database(url: str, params: ModelParams) -> None:
+def prepare_database(url: str, params: ModelParams, timeout: float = WRITE_TIMEOUT_S) -> None:
     """Apply the schema when missing (and allowed) and record the towers; exit 3 if unreachable."""
     ensure_schema(url)
     with connect(url, app="ecm-generator") as conn:
+        set_timeouts(conn, timeout)
+        prepare_connection(conn, params)
+
+
+def prepare_connection(conn: psycopg.Connection, params: ModelParams) -> None:
+    """Record the towers on an open connection; a refusal is WritesRefused (exit 6)."""
+    try:
         upsert_towers(conn, params.tower_weights)
+    except psycopg.Error as exc:
+        if classify(exc) == "refuse":
+            raise WritesRefused(
+                f"the database refused the generator's writes: {explain(exc)}"
+            ) from None
+        raise DatabaseUnavailable(f"cannot record the towers: {explain(exc)}") from None
+
+
+def deferred_preparation(url: str, params: ModelParams) -> Callable[[psycopg.Connection], None]:
+    """What the writer runs on its first connection when the database was down at start."""
+
+    def prepare(conn: psycopg.Connection) -> None:
+        ensure_schema(url)
+        prepare_connection(conn, params)
+
+    return prepare
 
 
 def write_options(s: GeneratorSettings) -> WriteOptions:
@@ -49,10 +81,16 @@ def write_options(s: GeneratorSettings) -> WriteOptions:
     )
 
 
-def make_pipeline(s: GeneratorSettings, url: str, metrics: GeneratorMetrics) -> Pipeline:
+def make_pipeline(
+    s: GeneratorSettings,
+    url: str,
+    metrics: GeneratorMetrics,
+    prepare: Callable[[psycopg.Connection], None] | None = None,
+) -> Pipeline:
     """A pipeline writing to url with the configured spool and dead-letter paths."""
     p = paths(s)
-    return Pipeline(DbWriter(url), p.spool_dir, p.dead_letter_file, write_options(s), metrics)
+    writer = DbWriter(url, s.write_timeout, prepare)
+    return Pipeline(writer, p.spool_dir, p.dead_letter_file, write_options(s), metrics)
 
 
 def effective_settings(s: GeneratorSettings) -> GeneratorSettings:
@@ -75,13 +113,22 @@ def load_model_inputs(s: GeneratorSettings) -> tuple[ModelParams, Scenario | Non
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """First SIGINT/SIGTERM sets the event; a second exits at once (the spool is fsync'd)."""
+def stop_on_signals(held: Callable[[], int] | None = None) -> Iterator[threading.Event]:
+    """First SIGINT/SIGTERM sets the event; a second exits at once (the spool is fsync'd).
+
+    ``held`` counts the calls still in memory, which a second signal drops: the exit line says
+    how many.
+    """
     stop = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
-            print("ecm-generator: second signal, exiting now", file=sys.stderr, flush=True)
+            dropped = f"; {held()} call(s) held in memory were not stored" if held else ""
+            print(
+                f"ecm-generator: second signal, exiting now{dropped} (the spool keeps what it has)",
+                file=sys.stderr,
+                flush=True,
+            )
             os._exit(130)
         log.info("signal %d: stopping, flushing the queue", signum)
         stop.set()
@@ -99,12 +146,21 @@ def stop_on_signals() -> Iterator[threading.Event]:
 
 
 def run_live(s: GeneratorSettings) -> Counts:
-    """The ``run`` command: paced traffic until count, duration, scenario end or a signal."""
+    """The ``run`` command: paced traffic until count, duration, scenario end or a signal.
+
+    It starts while the database is down (calls are spooled until it returns) and raises the
+    ``generator.outcome`` error that says what was not stored when not every call was.
+    """
     url = database_url(s.database_url)
     s = effective_settings(s)
     params, scenario = load_model_inputs(s)
     timeline = scenario.timeline(params) if scenario else None
-    prepare_database(url, params)
+    prepare: Callable[[psycopg.Connection], None] | None = None
+    try:
+        prepare_database(url, params, s.write_timeout)
+    except DatabaseUnavailable as exc:
+        log.warning("%s; starting anyway: calls are spooled until it can be reached", exc)
+        prepare = deferred_preparation(url, params)
     metrics = GeneratorMetrics()
     server = (
         metrics.serve(s.metrics_port, s.metrics_listen_address)
@@ -118,9 +174,9 @@ def run_live(s: GeneratorSettings) -> Counts:
         duration = scenario.duration
     limits = RunLimits(count=s.count, duration=duration)
     rng = np.random.default_rng(s.seed)
-    pipeline = make_pipeline(s, url, metrics)
+    pipeline = make_pipeline(s, url, metrics, prepare)
     try:
-        with stop_on_signals() as stop:
+        with stop_on_signals(pipeline.in_memory) as stop:
             pipeline.start()
             log.info(
                 "generating at %.2f calls/s over %d towers (failure probability %.3f)%s",
@@ -129,16 +185,20 @@ def run_live(s: GeneratorSettings) -> Counts:
                 params.failure_prob,
                 f", scenario {scenario.name}" if scenario else "",
             )
-            produce(
-                model,
-                pipeline,
-                rng,
-                limits,
-                chunk_size(params.rate * s.speed, s.flush_interval, s.batch_size),
-                stop,
-            )
-            counts = pipeline.close()
+            try:
+                produce(
+                    model,
+                    pipeline,
+                    rng,
+                    limits,
+                    chunk_size(params.rate * s.speed, s.flush_interval, s.batch_size),
+                    stop,
+                )
+            finally:
+                # Also when producing failed: what was accepted is written or spooled first.
+                counts = pipeline.close()
     finally:
         if server is not None:
             server.stop()
+    check_outcome(counts, pipeline.spool.dir)
     return counts

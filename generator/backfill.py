@@ -6,12 +6,14 @@ import logging
 import sys
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 import numpy as np
 
+from ecm_common.clock import Clock, SystemClock
 from ecm_common.db import database_url
+from ecm_common.errors import ConfigError
 from generator.app import (
     effective_settings,
     load_model_inputs,
@@ -22,11 +24,14 @@ from generator.app import (
 from generator.config import GeneratorSettings
 from generator.metrics import GeneratorMetrics
 from generator.model import CallModel
+from generator.outcome import check_outcome
 from generator.pipeline import Counts, Pipeline
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 1.0
+# How far past now a range may end (clocks of two machines disagree a little); beyond it, refused.
+FUTURE_TOLERANCE_S = 60.0
 
 
 class Progress:
@@ -43,7 +48,8 @@ class Progress:
 
     def line(self) -> str:
         """The current progress text."""
-        done = self.pipeline.counts.written + self.pipeline.counts.spooled
+        c = self.pipeline.counts
+        done = c.written + c.already_stored + c.spooled + c.dead_lettered
         elapsed = max(time.monotonic() - self.t0, 1e-6)
         speed = done / elapsed
         left = max(self.expected - done, 0.0)
@@ -98,10 +104,30 @@ def generate_history(
     return submitted
 
 
+def check_range(start: datetime, end: datetime, now: datetime) -> None:
+    """ConfigError unless start < end and end is not in the future (beyond the tolerance)."""
+    if end <= start:
+        raise ConfigError(f"--to ({end.isoformat()}) must be after --from ({start.isoformat()})")
+    if (end - now).total_seconds() > FUTURE_TOLERANCE_S:
+        raise ConfigError(
+            f"--to ({end.isoformat()}) is in the future (now is {now.isoformat()}): backfill"
+            " writes history only; use 'run' for live traffic"
+        )
+
+
 def backfill_command(
-    s: GeneratorSettings, start: datetime, end: datetime, out: TextIO | None = None
+    s: GeneratorSettings,
+    start: datetime,
+    end: datetime,
+    out: TextIO | None = None,
+    clock: Clock | None = None,
 ) -> Counts:
-    """The ``backfill`` command: history between start and end with the configured model."""
+    """The ``backfill`` command: history between start and end with the configured model.
+
+    Raises the ``generator.outcome`` error that says what was not stored when not every call was.
+    """
+    now = datetime.fromtimestamp((clock or SystemClock()).time(), UTC)
+    check_range(start, end, now)
     url = database_url(s.database_url)
     s = effective_settings(s)
     params, scenario = load_model_inputs(s)
@@ -127,17 +153,20 @@ def backfill_command(
         model.expected_calls(0.0, span),
     )
     try:
-        with stop_on_signals() as stop:
+        with stop_on_signals(pipeline.in_memory) as stop:
             pipeline.start()
             progress.start()
-            generate_history(
-                model, pipeline, np.random.default_rng(s.seed), span, s.batch_size, stop
-            )
-            counts = pipeline.close()
-            progress.stop()
+            try:
+                generate_history(
+                    model, pipeline, np.random.default_rng(s.seed), span, s.batch_size, stop
+                )
+            finally:
+                counts = pipeline.close()
+                progress.stop()
     finally:
         if server is not None:
             server.stop()
+    check_outcome(counts, pipeline.spool.dir)
     return counts
 
 

@@ -38,9 +38,24 @@ class GeneratorMetrics:
             "Calls written to the on-disk spool (fsync'd).",
             registry=r,
         )
+        self.already_stored = Counter(
+            "ecm_generator_calls_already_stored",
+            "Calls found already stored on a retry or a spool replay (not counted as written).",
+            registry=r,
+        )
+        self.lost = Counter(
+            "ecm_generator_calls_lost",
+            "Accepted calls neither stored nor kept on disk; the run stops when this happens.",
+            registry=r,
+        )
+        self.spool_corrupt_records = Counter(
+            "ecm_generator_spool_corrupt_records",
+            "Damaged spool records moved to the quarantine directory instead of being replayed.",
+            registry=r,
+        )
         self.dead_lettered = Counter(
             "ecm_generator_calls_dead_lettered",
-            "Invalid calls sent to the dead-letter file.",
+            "Calls sent to the dead-letter file (invalid, or refused by the database).",
             registry=r,
         )
         self.queue_depth = Gauge(

@@ -1,4 +1,13 @@
-"""The write path: a bounded queue, one writer thread, retries, the spool and dead letters."""
+"""The write path: a bounded queue, one writer thread, retries, the spool and dead letters.
+
+Guarantee: every call ``submit`` accepts ends in exactly one place the counts name: stored in
+the database (``written``, or ``already_stored`` when a retry or replay finds it there), in the
+spool (``spooled``, replayed later), in the dead-letter file, or counted as ``lost`` with the
+reason. Calls are lost only when the spool itself cannot be written or the writer thread fails;
+then the pipeline stops accepting calls at once (``submit`` returns False) so the loss is
+bounded by what was already in memory. A database that refuses this writer (a missing grant, a
+different schema) stops the run the same way, keeping what it accepted in the spool.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +17,31 @@ import random
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 import psycopg
 
 from ecm_common.clock import Clock, SystemClock
-from ecm_common.db import describe
-from ecm_common.errors import DatabaseUnavailable
+from ecm_common.errors import EcmError
 from generator.batch import CallBatch, split_valid
 from generator.metrics import GeneratorMetrics
-from generator.spool import DeadLetters, Spool
+from generator.spool import BadRange, DeadLetters, Spool, SpoolError
+from generator.writer import classify, explain
 
 log = logging.getLogger(__name__)
+
+# Longest single wait of the writer thread: an absurd flush interval or retry delay must not
+# overflow the lock timeout (threading.TIMEOUT_MAX) and kill the thread.
+MAX_WAIT_S = 3600.0
+
+Outcome = Literal["done", "retry", "refused"]
 
 
 class BatchWriter(Protocol):
     """Something that stores a batch (generator.writer.DbWriter)."""
 
     def write(self, batch: CallBatch, *, idempotent: bool) -> int:
-        """Store the batch; idempotent=True when it may already be stored."""
+        """Store the batch and return the rows newly stored; idempotent when it may be stored."""
         ...
 
     def close(self) -> None:
@@ -36,7 +51,7 @@ class BatchWriter(Protocol):
 
 @dataclass(frozen=True)
 class WriteOptions:
-    """Batching and retry settings of the writer thread."""
+    """Batching, retry and timeout settings of the writer thread."""
 
     batch_size: int = 5000
     flush_interval: float = 1.0
@@ -52,15 +67,23 @@ class Counts:
 
     generated: int = 0
     written: int = 0
+    already_stored: int = 0
     spooled: int = 0
     dead_lettered: int = 0
     retries: int = 0
+    lost: int = 0
+    corrupt: int = 0
+    in_spool: int = 0
+    failure: str | None = None
+    refusal: str | None = None
 
     def summary(self) -> str:
         """One line for the end of a run."""
         return (
-            f"generated={self.generated} written={self.written} spooled={self.spooled} "
-            f"dead_lettered={self.dead_lettered} retries={self.retries}"
+            f"generated={self.generated} written={self.written} "
+            f"already_stored={self.already_stored} spooled={self.spooled} "
+            f"dead_lettered={self.dead_lettered} retries={self.retries} lost={self.lost} "
+            f"corrupt={self.corrupt} in_spool={self.in_spool}"
         )
 
 
@@ -71,16 +94,19 @@ class BoundedQueue:
         self.capacity = capacity_rows
         self.rows = 0
         self.closed = False
+        self.refusing = False
         self._items: collections.deque[CallBatch] = collections.deque()
         self._cond = threading.Condition()
 
     def put(self, batch: CallBatch, stop: threading.Event | None = None) -> bool:
-        """Enqueue, waiting for room (a big batch waits for an empty queue); False if stopped."""
+        """Enqueue, waiting for room (a big batch waits for an empty queue); False if not taken."""
         with self._cond:
-            while self.rows > 0 and self.rows + len(batch) > self.capacity:
+            while not self.refusing and self.rows > 0 and self.rows + len(batch) > self.capacity:
                 if stop is not None and stop.is_set():
                     return False
                 self._cond.wait(0.1)
+            if self.refusing:
+                return False
             self._items.append(batch)
             self.rows += len(batch)
             self._cond.notify_all()
@@ -90,7 +116,7 @@ class BoundedQueue:
         """The oldest batch, or None after timeout or when closed and empty."""
         with self._cond:
             if not self._items and not self.closed:
-                self._cond.wait(max(timeout, 0.0))
+                self._cond.wait(min(max(timeout, 0.0), MAX_WAIT_S))
             if not self._items:
                 return None
             batch = self._items.popleft()
@@ -114,6 +140,21 @@ class BoundedQueue:
             self.closed = True
             self._cond.notify_all()
 
+    def refuse(self) -> None:
+        """Turn every later put away at once (the write path stopped keeping calls)."""
+        with self._cond:
+            self.refusing = True
+            self._cond.notify_all()
+
+    def take_all(self) -> int:
+        """Empty the queue; returns the rows dropped."""
+        with self._cond:
+            rows = self.rows
+            self._items.clear()
+            self.rows = 0
+            self._cond.notify_all()
+            return rows
+
 
 class Pipeline:
     """Producer-side ``submit`` and a writer thread that stores, retries, spools and replays."""
@@ -136,8 +177,9 @@ class Pipeline:
         self.queue = BoundedQueue(self.opts.queue_size)
         self.counts = Counts()
         self._lock = threading.Lock()
-        self._abort = threading.Event()
+        self._closing = threading.Event()
         self._leftover: CallBatch | None = None
+        self._in_hand: CallBatch | None = None
         self._down = False
         self._probe_step = 0
         self._next_probe = 0.0
@@ -150,53 +192,124 @@ class Pipeline:
         """Start the writer thread; it replays any spool left by an earlier run first."""
         self._thread.start()
 
+    def accepting(self) -> bool:
+        """False once calls can no longer be kept (then ``submit`` refuses every batch)."""
+        return not self.queue.refusing
+
     def submit(self, batch: CallBatch, stop: threading.Event | None = None) -> bool:
-        """Validate and enqueue (blocks while the queue is full); False if stopped meanwhile."""
+        """Validate and enqueue (blocks while the queue is full); False if not accepted."""
         valid, invalid = split_valid(batch)
-        if invalid:
-            self.dead.write(invalid)
-            self._count("dead_lettered", len(invalid))
         if len(valid) and not self.queue.put(valid, stop):
+            return False
+        if not len(valid) and not self.accepting():
             return False
         self._count("generated", len(batch))
         self.metrics.queue_depth.set(self.queue.rows)
+        if invalid:
+            self._dead_letter(invalid)
         return True
 
     def close(self) -> Counts:
         """Write (or spool) everything queued, stop the writer thread and return the counts."""
+        self._closing.set()
         self.queue.close()
         self._thread.join()
         return self.counts
 
-    def abort(self) -> None:
-        """Stop the writer thread at its next step; what is queued in memory is dropped."""
-        self._abort.set()
-        self.queue.close()
+    def in_memory(self) -> int:
+        """Accepted calls not yet stored, spooled or dead-lettered (lost on a hard exit)."""
+        held = [self._in_hand, self._leftover]
+        return self.queue.rows + sum(len(b) for b in held if b is not None)
 
-    # -- writer thread -------------------------------------------------------------------------
+    # -- bookkeeping ---------------------------------------------------------------------------
 
     def _count(self, name: str, n: int) -> None:
+        if n <= 0:
+            return
         with self._lock:
             setattr(self.counts, name, getattr(self.counts, name) + n)
         getattr(self.metrics, name).inc(n)
 
+    def _fail(self, reason: str) -> None:
+        """Stop accepting calls: from now on what cannot be stored is counted as lost."""
+        if self.counts.failure is None:
+            self.counts.failure = reason
+            log.error("%s: no longer accepting calls", reason)
+        self.queue.refuse()
+
+    def _refuse(self, reason: str) -> None:
+        """The database refuses this writer: stop accepting, keep what is held in the spool."""
+        if self.counts.refusal is None:
+            self.counts.refusal = reason
+            log.error(
+                "the database refused the generator's writes: %s; stopping, accepted calls go to"
+                " the spool %s",
+                reason,
+                self.spool.dir,
+            )
+        self.queue.refuse()
+
+    def _lose(self, rows: int, why: str) -> None:
+        if rows > 0:
+            log.error("%d call(s) not stored: %s", rows, why)
+        self._count("lost", rows)
+
+    def _dead_letter(self, items: list[tuple[dict[str, Any], str]]) -> None:
+        try:
+            self.dead.write(items)
+        except OSError as exc:
+            reason = f"cannot write the dead-letter file {self.dead.path}: {exc.strerror or exc}"
+            self._fail(reason)
+            self._lose(len(items), reason)
+            return
+        self._count("dead_lettered", len(items))
+
+    # -- writer thread -------------------------------------------------------------------------
+
     def _run(self) -> None:
         try:
-            while not self._abort.is_set():
-                if self.spool.pending():
-                    self._replay()
-                batch = self._collect()
-                if batch is not None:
-                    self._deliver(batch)
-                elif self._leftover is None and self.queue.drained():
-                    break
-            if self.spool.pending() and not self._abort.is_set():
-                self._replay(force=True)
-        except Exception:
+            self._loop()
+        except Exception as exc:
             log.exception("writer thread failed")
+            reason = f"the writer thread failed: {type(exc).__name__}: {exc}"
+            self._fail(reason)
+            self._lose(self._drop_held(), reason)
         finally:
             self.spool.close()
             self.writer.close()
+            self._finish()
+
+    def _drop_held(self) -> int:
+        """Drop everything held in memory; returns the calls dropped."""
+        held = [self._in_hand, self._leftover]
+        self._in_hand = self._leftover = None
+        return self.queue.take_all() + sum(len(b) for b in held if b is not None)
+
+    def _loop(self) -> None:
+        while True:
+            if self._storing() and self.spool.pending():
+                self._replay()
+            batch = self._collect()
+            if batch is not None:
+                self._in_hand = batch
+                self._deliver(batch)
+                self._in_hand = None
+            elif self._leftover is None and self.queue.drained():
+                break
+        if self._storing() and self.spool.pending():
+            self._replay(force=True)
+
+    def _storing(self) -> bool:
+        """Whether the database may still be written (not refused, nothing failed)."""
+        return self.counts.refusal is None and self.counts.failure is None
+
+    def _finish(self) -> None:
+        try:
+            self.counts.in_spool = self.spool.rows_waiting()
+        except OSError as exc:
+            log.error("cannot count the calls left in the spool %s: %s", self.spool.dir, exc)
+        if self.counts.in_spool:
+            log.warning("%d call(s) wait in the spool %s", self.counts.in_spool, self.spool.dir)
 
     def _collect(self) -> CallBatch | None:
         """Up to batch_size rows: whatever arrives within flush_interval of the first one."""
@@ -217,7 +330,7 @@ class Pipeline:
             parts.append(first)
             rows = len(first)
             deadline = self.clock.monotonic() + self.opts.flush_interval
-        while rows < self.opts.batch_size and not self._abort.is_set():
+        while rows < self.opts.batch_size:
             nxt = self.queue.get(deadline - self.clock.monotonic())
             if nxt is None:
                 break
@@ -232,54 +345,80 @@ class Pipeline:
 
     def _deliver(self, batch: CallBatch) -> None:
         """Write a batch, or spool it while older batches wait on disk (keeps the order)."""
-        if self._down or self.spool.pending():
-            self._spool(batch)
+        if self.counts.failure is not None:
+            self._last_chance(batch)
+            return
+        if self.counts.refusal is not None or self._down or self.spool.pending():
+            self._keep(batch)
             return
         attempt = 0
         idempotent = False
         while True:
-            if self._try_write(batch, idempotent):
+            outcome = self._try_write(batch, idempotent)
+            if outcome == "done":
+                return
+            if outcome == "refused":
+                self._keep(batch)
                 return
             attempt += 1
             idempotent = True
             self._count("retries", 1)
-            if (
-                attempt > self.opts.max_retries
-                or self.queue.full()
-                or self.queue.closed
-                or self._abort.is_set()
-            ):
+            if attempt > self.opts.max_retries or self.queue.full() or self.queue.closed:
                 self._go_down()
-                self._spool(batch)
+                self._keep(batch)
                 return
-            if self.clock.wait(self._delay(attempt), self._abort):
-                return
+            self.clock.wait(self._delay(attempt), self._closing)
 
-    def _try_write(self, batch: CallBatch, idempotent: bool) -> bool:
-        """One attempt; True when the batch is stored (or dead-lettered as unstorable)."""
+    def _try_write(self, batch: CallBatch, idempotent: bool) -> Outcome:
+        """One attempt: done (stored or dead-lettered), retry later, or refused for good."""
         start = self.clock.monotonic()
         try:
-            self.writer.write(batch, idempotent=idempotent)
-        except psycopg.errors.UniqueViolation:
-            # Part of the batch is already stored: store the rest without doubling anything.
-            return self._try_write(batch, True) if not idempotent else False
-        except (psycopg.DataError, psycopg.IntegrityError) as exc:
-            self.dead.write(
-                [(row, f"database refused it: {describe(exc)}") for row in batch.rows()]
-            )
-            self._count("dead_lettered", len(batch))
-            return True
-        except (psycopg.Error, DatabaseUnavailable) as exc:
-            log.warning("writing %d calls failed: %s", len(batch), describe(exc))
-            return False
+            new = self.writer.write(batch, idempotent=idempotent)
+        except (psycopg.Error, EcmError) as exc:
+            verdict = classify(exc)
+            if verdict == "duplicate" and not idempotent:
+                # Part of the batch is already stored: store the rest without doubling anything.
+                return self._try_write(batch, True)
+            if verdict == "reject":
+                reason = f"database refused it: {explain(exc)}"
+                self._dead_letter([(row, reason) for row in batch.rows()])
+                return "done"
+            if verdict == "refuse":
+                self._refuse(explain(exc))
+                return "refused"
+            log.warning("writing %d calls failed: %s", len(batch), explain(exc))
+            return "retry"
         self.metrics.write_duration.observe(self.clock.monotonic() - start)
         self.metrics.last_write.set(self.clock.time())
-        self._count("written", len(batch))
-        return True
+        self._count("written", new)
+        self._count("already_stored", len(batch) - new)
+        return "done"
+
+    def _keep(self, batch: CallBatch) -> None:
+        """Spool a batch; if the spool fails, stop accepting calls and try the database once."""
+        try:
+            self.spool.append(batch)
+        except SpoolError as exc:
+            self._fail(str(exc))
+            self._last_chance(batch)
+            return
+        self._count("spooled", len(batch))
+
+    def _last_chance(self, batch: CallBatch) -> None:
+        """After a failure: one write attempt unless the database is known away; else lost."""
+        if self.counts.refusal is None and not self._down:
+            if self._try_write(batch, True) == "done":
+                return
+            self._down = True
+        self._lose(len(batch), self.counts.failure or "not stored")
 
     def _delay(self, attempt: int) -> float:
         """Exponential backoff with jitter, capped."""
-        base = min(self.opts.retry_max_delay, self.opts.retry_base_delay * 2 ** (attempt - 1))
+        base = min(
+            self.opts.retry_max_delay,
+            self.opts.retry_base_delay * 2 ** min(attempt - 1, 64),
+            MAX_WAIT_S,
+        )
         return float(base * random.uniform(0.5, 1.5))
 
     def _go_down(self) -> None:
@@ -289,34 +428,68 @@ class Pipeline:
         self._probe_step += 1
         self._next_probe = self.clock.monotonic() + self._delay(self._probe_step)
 
-    def _spool(self, batch: CallBatch) -> None:
-        self.spool.append(batch)
-        self._count("spooled", len(batch))
+    def _set_aside(self, segment: Path, bad: BadRange) -> None:
+        """Copy a damaged or torn range to quarantine (SpoolError when that fails) and count it."""
+        try:
+            target = self.spool.quarantine(segment, bad)
+        except OSError as exc:
+            raise SpoolError(f"cannot quarantine damaged spool bytes: {exc}") from None
+        size = bad.end - bad.start
+        if bad.torn:
+            log.warning(
+                "%s: a record cut short at the end (never acknowledged), %d bytes kept in %s",
+                segment.name,
+                size,
+                target,
+            )
+            return
+        rows = "an unknown number of" if bad.rows is None else str(bad.rows)
+        log.error(
+            "%s: damaged record at byte %d (%s calls, %d bytes) moved to %s; later records"
+            " are replayed",
+            segment.name,
+            bad.start,
+            rows,
+            size,
+            target,
+        )
+        self._count("corrupt", 1)
+        self.metrics.spool_corrupt_records.inc()
 
     def _replay(self, force: bool = False) -> None:
         """Store spooled batches oldest first; on failure stay down until the next probe."""
         if self._down and not force and self.clock.monotonic() < self._next_probe:
             return
         replayed = 0
-        for segment in self.spool.segments():
-            done = self._replayed.get(segment, 0)
-            for i, batch in enumerate(self.spool.read(segment)):
-                if i < done or self._abort.is_set():
-                    continue
-                valid, invalid = split_valid(batch)
-                if invalid:
-                    self.dead.write(invalid)
-                    self._count("dead_lettered", len(invalid))
-                if len(valid) and not self._try_write(valid, True):
-                    self._go_down()
-                    return
-                self._replayed[segment] = i + 1
-                replayed += len(batch)
-            if self._abort.is_set():
-                return
-            self.spool.remove(segment)
-            self._replayed.pop(segment, None)
+        try:
+            for segment in self.spool.segments():
+                for item in self.spool.read(segment, self._replayed.get(segment, 0)):
+                    if not self._storing():
+                        return
+                    if isinstance(item, BadRange):
+                        self._set_aside(segment, item)
+                    else:
+                        if self._replay_batch(item.batch) != "done":
+                            return
+                        replayed += len(item.batch)
+                    self._replayed[segment] = item.end
+                self.spool.remove(segment)
+                self._replayed.pop(segment, None)
+        except SpoolError as exc:
+            self._fail(str(exc))
+            return
         if self._down or replayed:
             log.info("database back: %d spooled calls replayed", replayed)
         self._down = False
         self._probe_step = 0
+
+    def _replay_batch(self, batch: CallBatch) -> Outcome:
+        valid, invalid = split_valid(batch)
+        if invalid:
+            self._dead_letter(invalid)
+        if not len(valid):
+            return "done"
+        outcome = self._try_write(valid, True)
+        if outcome == "retry":
+            self._go_down()
+        return outcome

@@ -33,7 +33,8 @@ def chunk_size(rate: float, flush_interval: float, batch_size: int) -> int:
 
     It depends on configuration only, never on timing, so a seeded stream is the same every run.
     """
-    return max(1, min(batch_size, math.ceil(rate * flush_interval)))
+    # min before ceil: an absurd flush interval must not overflow the conversion to int.
+    return max(1, math.ceil(min(float(batch_size), rate * flush_interval)))
 
 
 def produce(
@@ -47,7 +48,10 @@ def produce(
     paced: bool = True,
     clock: Clock | None = None,
 ) -> int:
-    """Generate until a limit or ``stop`` (paced: each call at its wall time); returns calls."""
+    """Generate until a limit, ``stop`` or the pipeline stops accepting; returns calls accepted.
+
+    Paced: each call is handed over at its wall time.
+    """
     clock = clock or SystemClock()
     emitted = 0
     t = 0.0
@@ -74,7 +78,7 @@ def produce(
             emitted += _release(batch, pipeline, stop, clock)
         elif pipeline.submit(batch, stop):
             emitted += len(batch)
-        if last:
+        if last or not pipeline.accepting():
             break
     return emitted
 
@@ -85,7 +89,7 @@ def _release(batch: CallBatch, pipeline: Pipeline, stop: threading.Event, clock:
     i = 0
     n = len(batch)
     released = 0
-    while i < n and not stop.is_set():
+    while i < n and not stop.is_set() and pipeline.accepting():
         now = clock.time()
         j = int(np.searchsorted(due_at, now, side="right"))
         if j > i:

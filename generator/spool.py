@@ -1,36 +1,77 @@
 """Batches kept on disk while the database is away, and the dead-letter file for invalid calls.
 
 The spool is a directory of append-only segment files. A record is a header (magic, row count,
-tower count, payload length, CRC-32) and the rows in ``RECORD_DTYPE`` form; each append is
-fsync'd before it counts as spooled. A torn record at the end of a segment (the process was
-killed mid-append) fails its length or CRC check and is skipped: it was never acknowledged.
-A segment is deleted once all its records are stored; replaying it again after a crash is harmless
-because replays are idempotent.
+tower count, payload length, payload CRC-32, header CRC-32) and the rows in ``RECORD_DTYPE``
+form; each append is fsync'd before it counts as spooled. Every record is framed on its own, so a
+damaged record costs that record only: the reader skips to the next intact header (found by its
+magic and both checksums), and the damaged bytes are copied to ``quarantine/`` (never deleted)
+before the segment is removed. A record cut short at the very end of a segment (the process was
+killed mid-append, before the record was acknowledged) is "torn", not corrupt; its bytes are kept
+in quarantine too. A segment is deleted once all its records are stored; replaying it again after
+a crash is harmless because replays are idempotent. Segments written before the header had its
+own checksum (magic ``ECS1``) are still read.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import mmap
 import os
 import struct
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ecm_common.errors import ConfigError
 from generator.batch import RECORD_DTYPE, CallBatch
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"ECS1"
-_HEADER = struct.Struct("<4sIIII")  # magic, rows, towers, payload bytes, crc32
+MAGIC = b"ECS2"
+LEGACY_MAGIC = b"ECS1"
+_HEAD = struct.Struct("<4sIIII")  # magic, rows, towers, payload bytes, payload crc32
+_HEADER = struct.Struct("<4sIIIII")  # the same, then the crc32 of those 20 bytes
 SEGMENT_SUFFIX = ".spool"
+QUARANTINE = "quarantine"
 # A new segment after this many bytes keeps the replay-again-after-crash window small.
 SEGMENT_MAX_BYTES = 32 * 1024 * 1024
+
+
+class SpoolError(Exception):
+    """Appending to the spool failed: the batch is not durable."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """An intact record of a segment: its byte range and rows."""
+
+    start: int
+    end: int
+    batch: CallBatch
+
+
+@dataclass(frozen=True)
+class BadRange:
+    """Bytes of a segment that are no intact record; rows is known when the header survived."""
+
+    start: int
+    end: int
+    rows: int | None
+    torn: bool
+
+
+@dataclass(frozen=True)
+class _Frame:
+    end: int
+    rows: int
+    towers: int
+    payload: slice
 
 
 def _fsync_dir(path: Path) -> None:
@@ -41,12 +82,93 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def encode_record(batch: CallBatch) -> bytes:
+    """One record: the checksummed header and the packed rows."""
+    payload = batch.to_records().tobytes()
+    head = _HEAD.pack(MAGIC, len(batch), batch.n_towers, len(payload), zlib.crc32(payload))
+    return head + struct.pack("<I", zlib.crc32(head)) + payload
+
+
+def _header(buf: Any, pos: int) -> tuple[int, int, int, int, int] | None:
+    """(header size, rows, towers, payload size, payload crc) of a plausible header at pos."""
+    magic = bytes(buf[pos : pos + 4])
+    if magic == MAGIC and pos + _HEADER.size <= len(buf):
+        _, rows, towers, size, crc, head_crc = _HEADER.unpack_from(buf, pos)
+        if zlib.crc32(buf[pos : pos + _HEAD.size]) != head_crc:
+            return None
+        hsize = _HEADER.size
+    elif magic == LEGACY_MAGIC and pos + _HEAD.size <= len(buf):
+        _, rows, towers, size, crc = _HEAD.unpack_from(buf, pos)
+        hsize = _HEAD.size
+    else:
+        return None
+    if size != rows * RECORD_DTYPE.itemsize:
+        return None
+    return hsize, rows, towers, size, crc
+
+
+def _frame(buf: Any, pos: int) -> _Frame | None:
+    """The intact record starting at pos, or None."""
+    head = _header(buf, pos)
+    if head is None:
+        return None
+    hsize, rows, towers, size, crc = head
+    start, end = pos + hsize, pos + hsize + size
+    if end > len(buf) or zlib.crc32(buf[start:end]) != crc:
+        return None
+    return _Frame(end, rows, towers, slice(start, end))
+
+
+def _scan(buf: Any, start: int) -> Iterator[tuple[int, _Frame | BadRange]]:
+    """(offset, intact frame or bad range) for every record from start to the end."""
+    pos, n = start, len(buf)
+    while pos < n:
+        frame = _frame(buf, pos)
+        if frame is not None:
+            yield pos, frame
+            pos = frame.end
+            continue
+        nxt = pos + 1
+        while True:
+            nxt = buf.find(b"ECS", nxt)
+            if nxt < 0:
+                nxt = n
+                break
+            if _frame(buf, nxt) is not None:
+                break
+            nxt += 1
+        head = _header(buf, pos)
+        torn = nxt == n and (
+            n - pos < _HEADER.size or (head is not None and pos + head[0] + head[3] > n)
+        )
+        yield pos, BadRange(pos, nxt, None if head is None else head[1], torn)
+        pos = nxt
+
+
+def _check_dir(directory: Path) -> None:
+    """Make the directory and prove a file in it can be written and fsync'd."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".probe"
+        with open(probe, "wb") as fh:
+            fh.write(b"ecm")
+            fh.flush()
+            os.fsync(fh.fileno())
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"spool directory {directory} cannot be used: {_reason(exc)}") from None
+
+
 class Spool:
     """Append batches in order; read them back oldest first; survives restarts."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
+        _check_dir(directory)
         self._fh: Any = None
         self._current: Path | None = None
         self._seq = max((self._seq_of(p) for p in self.segments()), default=0)
@@ -66,14 +188,24 @@ class Spool:
         return bool(self.segments())
 
     def append(self, batch: CallBatch) -> None:
-        """Append one batch durably (written and fsync'd before returning)."""
-        if self._fh is None or self._fh.tell() >= SEGMENT_MAX_BYTES:
-            self._open_new()
-        payload = batch.to_records().tobytes()
-        header = _HEADER.pack(MAGIC, len(batch), batch.n_towers, len(payload), zlib.crc32(payload))
-        self._fh.write(header + payload)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        """Append one batch durably (written and fsync'd before returning); SpoolError if not."""
+        data = encode_record(batch)
+        try:
+            if self._fh is None or self._fh.tell() >= SEGMENT_MAX_BYTES:
+                self._open_new()
+            at = self._fh.tell()
+            try:
+                self._fh.write(data)
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            except OSError:
+                # Leave no half record behind for the next append to follow.
+                self._fh.truncate(at)
+                raise
+        except OSError as exc:
+            where = self._current or self.dir
+            self.close()
+            raise SpoolError(f"cannot write the spool ({where}): {_reason(exc)}") from None
 
     def _open_new(self) -> None:
         self.close()
@@ -85,27 +217,51 @@ class Spool:
     def close(self) -> None:
         """Close the segment being appended to; the next append starts a new one."""
         if self._fh is not None:
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError:
+                log.debug("closing the spool segment failed", exc_info=True)
             self._fh = None
             self._current = None
 
-    def read(self, segment: Path) -> Iterator[CallBatch]:
-        """The intact batches of a segment in order, stopping at a torn or corrupt record."""
+    def read(self, segment: Path, start: int = 0) -> Iterator[Record | BadRange]:
+        """The records of a segment from byte start, in order: intact ones and bad ranges."""
         with open(segment, "rb") as fh:
-            while True:
-                head = fh.read(_HEADER.size)
-                if not head:
-                    return
-                if len(head) < _HEADER.size:
-                    log.warning("%s: torn record header at the end, ignored", segment.name)
-                    return
-                magic, rows, towers, size, crc = _HEADER.unpack(head)
-                payload = fh.read(size)
-                if magic != MAGIC or len(payload) != size or zlib.crc32(payload) != crc:
-                    log.warning("%s: torn or corrupt record, rest of segment ignored", segment.name)
-                    return
-                rec = np.frombuffer(payload, dtype=RECORD_DTYPE, count=rows)
-                yield CallBatch.from_records(rec, towers)
+            if os.fstat(fh.fileno()).st_size <= start:
+                return
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                for pos, item in _scan(buf, start):
+                    if isinstance(item, BadRange):
+                        yield item
+                        continue
+                    rec = np.frombuffer(bytes(buf[item.payload]), dtype=RECORD_DTYPE)
+                    yield Record(pos, item.end, CallBatch.from_records(rec, item.towers))
+
+    def rows_waiting(self) -> int:
+        """Calls in intact records of every segment (what the next run would replay)."""
+        total = 0
+        for segment in self.segments():
+            with open(segment, "rb") as fh:
+                if os.fstat(fh.fileno()).st_size == 0:
+                    continue
+                with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                    total += sum(f.rows for _, f in _scan(buf, 0) if isinstance(f, _Frame))
+        return total
+
+    def quarantine(self, segment: Path, bad: BadRange) -> Path:
+        """Copy a bad range's bytes to quarantine/ (durably) and return the file."""
+        qdir = self.dir / QUARANTINE
+        qdir.mkdir(exist_ok=True)
+        target = qdir / f"{segment.name}.{bad.start}-{bad.end}.bad"
+        with open(segment, "rb") as src:
+            src.seek(bad.start)
+            data = src.read(bad.end - bad.start)
+        with open(target, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _fsync_dir(qdir)
+        return target
 
     def remove(self, segment: Path) -> None:
         """Delete a fully replayed segment (closing it first when it is the one appended to)."""
@@ -120,16 +276,21 @@ class DeadLetters:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"dead-letter file {path} cannot be used: {_reason(exc)}") from None
+        if path.is_dir():
+            raise ConfigError(f"dead-letter file {path} is a directory")
 
     def write(self, items: list[tuple[dict[str, Any], str]]) -> None:
-        """Append each (call, reason) durably."""
+        """Append each (call, reason) durably; OSError when that fails."""
         if not items:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         now = datetime.now(UTC).isoformat()
         with open(self.path, "a", encoding="utf-8") as fh:
             for call, reason in items:
                 fh.write(json.dumps({"time": now, "reason": reason, "call": call}) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-        log.warning("%d invalid call(s) written to %s", len(items), self.path)
+        log.warning("%d call(s) written to the dead-letter file %s", len(items), self.path)
