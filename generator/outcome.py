@@ -11,9 +11,9 @@ from generator.pipeline import Counts
 class RunOutcome(EcmError):
     """A run that did not store every call; ``counts`` says what happened to them."""
 
-    def __init__(self, message: str, counts: Counts) -> None:
+    def __init__(self, message: str, counts: Counts | None = None) -> None:
         super().__init__(message)
-        self.counts = counts
+        self.counts = counts or Counts()
 
 
 class CallsLeftInSpool(RunOutcome):
