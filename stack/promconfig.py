@@ -3,20 +3,27 @@ committed files (prometheus/prometheus.yml, alertmanager/alertmanager.yml) with 
 
 Only addresses, paths, timers and the webhook URLs change: the jobs, rules, routes and
 inhibitions are the committed ones, so docker-compose and the local run behave alike.
+
+Filling the webhook URLs has one implementation, this one: docker-compose runs it too, in its
+one-shot `alertmanager-config` service (`python -m stack.promconfig alertmanager --out-dir DIR`).
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import logging
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
+from ecm_common import cli
 from ecm_common.config import read_yaml
 from ecm_common.errors import ConfigError
 from stack.yamlout import dump_yaml
@@ -100,32 +107,47 @@ def render_alertmanager_config(
     webhook_urls: Mapping[str, str] | None = None,
     *,
     timers: Mapping[str, str] | None = None,
-    templates_dir: Path = TEMPLATES_DIR,
+    templates_dir: Path | None = TEMPLATES_DIR,
     source: Path = ALERTMANAGER_YML,
 ) -> Path:
     """Write out_dir/alertmanager.yml: the committed config with its ${...} URLs filled in.
 
     webhook_urls maps placeholder names (ECM_PAGER_WEBHOOK_URL, ...) to URLs; None reads them
-    from the environment. timers (group_wait, group_interval, repeat_interval) replace the
+    from the environment. templates_dir replaces the committed template folder (None keeps it,
+    as docker-compose does). timers (group_wait, group_interval, repeat_interval) replace the
     committed values wherever the root route or a sub-route sets them, for fast tests.
     """
     urls = webhook_urls_from_env() if webhook_urls is None else dict(webhook_urls)
+    for name, url in urls.items():
+        _check_url(name, url)
     cfg = read_yaml(source)
     missing: list[str] = []
     cfg = _fill(cfg, urls, missing)
     if missing:
         names = ", ".join(sorted(set(missing)))
         raise ConfigError(f"{source}: set {names} to the webhook URL(s) (see .env.example)")
-    cfg["templates"] = [str(templates_dir.resolve() / "*.tmpl")]
+    if templates_dir is not None:
+        cfg["templates"] = [str(templates_dir.resolve() / "*.tmpl")]
     for key, value in (timers or {}).items():
         if key not in TIMERS:
             raise ConfigError(f"unknown Alertmanager timer {key!r}: expected one of {TIMERS}")
         _set_timer(cfg["route"], key, value, root=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / "alertmanager.yml"
-    out.write_text(_header(source) + dump_yaml(cfg), encoding="utf-8")
+    # Whole or not at all: Alertmanager may be (re)reading the file.
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(_header(source) + dump_yaml(cfg), encoding="utf-8")
+    tmp.replace(out)
     log.debug("rendered %s", out)
     return out
+
+
+def _check_url(name: str, url: str) -> None:
+    """A webhook URL must be http(s) with a host; the error names the variable, not the value
+    (a URL may carry a credential)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise ConfigError(f"{name} must be an http:// or https:// URL with a host")
 
 
 def _fill(node: Any, urls: Mapping[str, str], missing: list[str]) -> Any:
@@ -206,3 +228,27 @@ def load_rendered(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: not a YAML mapping")
     return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m stack.promconfig alertmanager`: render alertmanager.yml (docker-compose)."""
+    p = argparse.ArgumentParser(
+        prog="python -m stack.promconfig",
+        description="Fill the ${ECM_*_WEBHOOK_URL} placeholders of alertmanager.yml from the "
+        "environment and write the result, as the local run does.",
+    )
+    sub = p.add_subparsers(dest="what", required=True)
+    am = sub.add_parser("alertmanager", help="render alertmanager.yml")
+    am.add_argument("--out-dir", required=True, type=Path, help="where alertmanager.yml goes")
+    am.add_argument("--source", type=Path, default=ALERTMANAGER_YML, help="the committed file")
+    am.add_argument(
+        "--templates-dir", type=Path, help="template folder (default: the committed path)"
+    )
+    ns = p.parse_args(argv)
+    out = render_alertmanager_config(ns.out_dir, templates_dir=ns.templates_dir, source=ns.source)
+    print(f"rendered {out} from {ns.source}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main, "stack.promconfig"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,6 @@ from tests.fixtures.tools import require_binary
 from tests.stack.services import get_json, poll
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRYPOINT = ROOT / "alertmanager" / "entrypoint.sh"
 ALERTS_FILE = ROOT / "prometheus" / "rules" / "ecm_alerts.yml"
 
 
@@ -143,52 +141,6 @@ def test_template_renders_firing_and_resolved(tmp_path: Path) -> None:
     )
     assert lines.index("Resolved:") > lines.index("Firing:")
     assert "- Tower TOWER_4 fails. [tower TOWER_4]" in lines
-
-
-def test_compose_entrypoint_fills_urls(tmp_path: Path, example_urls: dict[str, str]) -> None:
-    """The compose entrypoint substitutes the URLs (even with & and |) and starts the binary."""
-    urls = {**example_urls, "ECM_PAGER_WEBHOOK_URL": "http://pager:1/hook?a=1&b=2|3"}
-    out = tmp_path / "am.yml"
-    env = {
-        "PATH": os.environ["PATH"],
-        "AM_SOURCE": str(ROOT / "alertmanager" / "alertmanager.yml"),
-        "AM_RENDERED": str(out),
-        "AM_BINARY": "echo",
-        **urls,
-    }
-    proc = subprocess.run(
-        ["sh", str(ENTRYPOINT), "--storage.path=/alertmanager"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == f"--config.file={out} --storage.path=/alertmanager"
-    cfg = yaml.safe_load(out.read_text())
-    got = {r["name"]: r["webhook_configs"][0]["url"] for r in cfg["receivers"]}
-    assert got == {
-        "pager": "http://pager:1/hook?a=1&b=2|3",
-        "tickets": urls["ECM_TICKETS_WEBHOOK_URL"],
-        "heartbeat": urls["ECM_HEARTBEAT_WEBHOOK_URL"],
-    }
-
-
-def test_compose_entrypoint_refuses_a_missing_url(tmp_path: Path) -> None:
-    """A missing webhook variable stops the container with one line naming it."""
-    env = {
-        "PATH": os.environ["PATH"],
-        "AM_SOURCE": str(ROOT / "alertmanager" / "alertmanager.yml"),
-        "AM_RENDERED": str(tmp_path / "am.yml"),
-        "AM_BINARY": "echo",
-        "ECM_PAGER_WEBHOOK_URL": "http://p/",
-        "ECM_TICKETS_WEBHOOK_URL": "http://t/",
-    }
-    proc = subprocess.run(
-        ["sh", str(ENTRYPOINT)], capture_output=True, text=True, env=env, check=False
-    )
-    assert proc.returncode == 2
-    assert "ECM_HEARTBEAT_WEBHOOK_URL is not set" in proc.stderr
 
 
 def _post(am: Child, *alerts: dict[str, str]) -> None:

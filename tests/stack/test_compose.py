@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +14,16 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from stack import promconfig
+from tests.stack.conftest import env_example
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
 COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_TEXT)
 SERVICES: dict[str, Any] = COMPOSE["services"]
-# Where code reads its environment: the Python packages and the compose entrypoint script.
+# Where code reads its environment: the Python packages.
 CODE_DIRS = ("ecm_common", "db", "generator", "exporter", "stack")
-CODE_FILES = [p for d in CODE_DIRS for p in (ROOT / d).rglob("*.py")] + [
-    ROOT / "alertmanager" / "entrypoint.sh"
-]
+CODE_FILES = [p for d in CODE_DIRS for p in (ROOT / d).rglob("*.py")]
 # Option models whose fields are read as ECM_<FIELD> (ecm_common.config.env_values).
 SETTINGS_MODULES = ("exporter.config", "generator.config")
 _INTERP = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?][^}]*)?\}")
@@ -62,6 +66,7 @@ def test_services_the_issue_lists() -> None:
         "generator",
         "exporter",
         "prometheus",
+        "alertmanager-config",
         "alertmanager",
         "grafana",
     }
@@ -86,7 +91,12 @@ def test_config_folders_are_the_local_runs() -> None:
     assert "./alertmanager" in mounts["alertmanager"]
     assert {"./grafana/provisioning", "./grafana/dashboards"} <= set(mounts["grafana"])
     assert "--config.file=/etc/prometheus/prometheus.yml" in SERVICES["prometheus"]["command"]
-    assert SERVICES["alertmanager"]["entrypoint"][-1] == "/etc/alertmanager/entrypoint.sh"
+    assert "./alertmanager" in mounts["alertmanager-config"]
+    # Alertmanager reads the file the one-shot renderer wrote, once it has succeeded.
+    assert SERVICES["alertmanager"]["depends_on"] == {
+        "alertmanager-config": {"condition": "service_completed_successfully"}
+    }
+    assert "entrypoint" not in SERVICES["alertmanager"]
 
 
 def test_every_image_is_pinned() -> None:
@@ -206,3 +216,106 @@ def test_dockerfile_is_pinned_installs_the_package_and_drops_root() -> None:
                 assert (ROOT / src).exists(), f"Dockerfile copies missing {src}"
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert ".env" in ignored and ".git" in ignored and ".venv" in ignored
+
+
+# --- the webhook URLs: compose runs the local run's renderer --------------------------------
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """A compose value with ${VAR}, ${VAR:?msg} and ${VAR:-default} replaced as compose would."""
+
+    def sub(m: re.Match[str]) -> str:
+        default = (m.group(2) or "").lstrip(":")
+        if m.group(1) in env:
+            return env[m.group(1)]
+        return default[1:] if default.startswith("-") else ""
+
+    return _INTERP.sub(sub, value)
+
+
+def host_path(svc: dict[str, Any], inside: str, volumes: dict[str, Path]) -> Path:
+    """Where a path inside a service's container lives on this machine, through its mounts."""
+    best: tuple[str, Path] | None = None
+    for vol in svc.get("volumes", []):
+        src, dst = vol.split(":")[:2]
+        if (inside == dst or inside.startswith(dst + "/")) and (
+            best is None or len(dst) > len(best[0])
+        ):
+            base = ROOT / src if src.startswith(".") else volumes[src]
+            best = (dst, base)
+    assert best is not None, f"{inside} is on no mount"
+    return best[1] / os.path.relpath(inside, best[0])
+
+
+def run_renderer(
+    tmp_path: Path, env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Path]]:
+    """The alertmanager-config service's command, run here with its mounts mapped to folders."""
+    svc = SERVICES["alertmanager-config"]
+    volumes = {"alertmanager-config": tmp_path / "volume"}
+    volumes["alertmanager-config"].mkdir()
+    argv = list(svc["command"])
+    assert argv[:3] == ["python", "-m", "stack.promconfig"]
+    mapped = [sys.executable, *argv[1:3]]
+    for arg in argv[3:]:
+        name, eq, value = arg.partition("=")
+        mapped.append(f"{name}={host_path(svc, value, volumes)}" if eq else arg)
+    container_env = {k: interpolate(v, env) for k, v in environment(svc).items()}
+    proc = subprocess.run(
+        mapped,
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], **container_env},
+        cwd=tmp_path,
+        check=False,
+        timeout=60,
+    )
+    return proc, volumes
+
+
+def test_compose_fills_webhook_urls_with_the_local_runs_renderer(tmp_path: Path) -> None:
+    """What Alertmanager reads under compose is what the local run renders, URLs and all."""
+    env = {
+        **env_example(),
+        # Characters a shell or YAML substitution would mangle.
+        "ECM_PAGER_WEBHOOK_URL": "http://pager:1/hook?a=1&b=2|3&c='q'#x:y",
+    }
+    proc, volumes = run_renderer(tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    am = SERVICES["alertmanager"]
+    (config_flag,) = [a for a in am["command"] if a.startswith("--config.file=")]
+    rendered = host_path(am, config_flag.partition("=")[2], volumes)
+    compose_cfg = yaml.safe_load(rendered.read_text())
+    urls = {name: env[name] for name in promconfig.WEBHOOK_ENV}
+    local = promconfig.render_alertmanager_config(tmp_path / "local", urls)
+    local_cfg = yaml.safe_load(local.read_text())
+    # Templates: the committed container path, which Alertmanager's mount makes the local folder.
+    (template,) = compose_cfg.pop("templates")
+    assert host_path(am, template, volumes) == ROOT / "alertmanager" / "templates" / "*.tmpl"
+    assert [str(ROOT / "alertmanager" / "templates" / "*.tmpl")] == local_cfg.pop("templates")
+    assert compose_cfg == local_cfg
+    got = {r["name"]: r["webhook_configs"][0]["url"] for r in compose_cfg["receivers"]}
+    assert got["pager"] == "http://pager:1/hook?a=1&b=2|3&c='q'#x:y"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"ECM_HEARTBEAT_WEBHOOK_URL": ""}, "set ECM_HEARTBEAT_WEBHOOK_URL to the webhook URL"),
+        (
+            {"ECM_TICKETS_WEBHOOK_URL": "ftp://user:hunter2@tickets/"},
+            "ECM_TICKETS_WEBHOOK_URL must be an http:// or https:// URL with a host",
+        ),
+    ],
+)
+def test_compose_renderer_refuses_a_missing_or_bad_url(
+    tmp_path: Path, change: dict[str, str], message: str
+) -> None:
+    """One line naming the variable (never its value), exit 2; Alertmanager does not start."""
+    env = {k: v for k, v in {**env_example(), **change}.items() if v}
+    proc, volumes = run_renderer(tmp_path, env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "hunter2" not in proc.stderr
+    assert not (volumes["alertmanager-config"] / "alertmanager.yml").exists()
