@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import TypeVar
 
 import pytest
 import requests
@@ -19,18 +21,67 @@ from stack.pgcluster import free_port
 from tests.fixtures.tools import in_ci
 
 DEADLINE_S = 90.0
+STOP_TIMEOUT_S = 60.0
 T = TypeVar("T")
 
 
-def ports() -> dict[str, int]:
-    """A free port for every service the local run starts."""
-    return {name: free_port() for name in ("exporter", "gen", "prom", "am", "sink")}
+@dataclass
+class LocalRun:
+    """One `python -m stack` process, its ports, state directory and console output."""
+
+    proc: subprocess.Popen[bytes]
+    port: dict[str, int]
+    state: Path
+    out: Path
+
+    def output(self) -> str:
+        """Everything the run printed so far (log lines and banner)."""
+        return self.out.read_text(errors="replace")
+
+    def wait_for(self, predicate: Callable[[], T], what: str, timeout: float = DEADLINE_S) -> T:
+        """Poll until predicate is truthy; fail naming what did not happen, or if the run ended."""
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"ecm-stack exited early with {self.proc.returncode}:\n{self.output()}")
+            try:
+                last = predicate()
+                if last:
+                    return last
+            except requests.RequestException as exc:
+                last = exc
+            time.sleep(0.5)
+        pytest.fail(f"timed out waiting for {what}; last: {last!r}\n{self.output()}")
+
+    def banner(self) -> str:
+        """The output once the run says it is running."""
+
+        def printed() -> str:
+            text = self.output()
+            return text if "ECM is running" in text else ""
+
+        return self.wait_for(printed, "the banner")
+
+    def interrupt(self) -> str:
+        """Ctrl-C, as a user would press it; returns the whole output once the run has ended."""
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=STOP_TIMEOUT_S)
+        return self.output()
+
+    def exporter_calls(self) -> float:
+        """The exporter's 5-minute call count from its /metrics (0 before the first refresh)."""
+        url = f"http://127.0.0.1:{self.port['exporter']}/metrics"
+        m = re.search(
+            r'^ecm_window_calls\{window="5m"\} (\S+)$', requests.get(url, timeout=2).text, re.M
+        )
+        return float(m.group(1)) if m else 0.0
 
 
-def start_stack(
-    state: Path, port: dict[str, int], *extra: str, stdout: int | IO[str] = subprocess.PIPE
-) -> subprocess.Popen[str]:
-    """`python -m stack` on the given ports, with its own database (no ECM_DATABASE_URL)."""
+def start_stack(tmp_path: Path, *extra: str) -> LocalRun:
+    """`python -m stack` on free ports with its own database (no ECM_DATABASE_URL)."""
+    port = {name: free_port() for name in ("exporter", "gen", "prom", "am", "sink")}
+    state = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if k not in ("ECM_DATABASE_URL", "ECM_POSTGRES")}
     argv = [sys.executable, "-m", "stack", "--state-dir", str(state), "--rate", "50"]
     for flag, name in (
@@ -41,34 +92,10 @@ def start_stack(
         ("--sink-port", "sink"),
     ):
         argv += [flag, str(port[name])]
-    return subprocess.Popen(
-        [*argv, *extra], stdout=stdout, stderr=subprocess.STDOUT, text=True, env=env
-    )
-
-
-def wait_for(
-    predicate: Callable[[], T], what: str, proc: subprocess.Popen[str], timeout: float = DEADLINE_S
-) -> T:
-    """Poll until predicate is truthy; fail naming what did not happen, or if the run ended."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"ecm-stack exited early with {proc.returncode}"
-        try:
-            last = predicate()
-            if last:
-                return last
-        except requests.RequestException as exc:
-            last = exc
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}; last: {last!r}")
-
-
-def exporter_calls(port: int) -> float:
-    """The exporter's 5-minute call count from its /metrics (0 before the first refresh)."""
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-    m = re.search(r'^ecm_window_calls\{window="5m"\} (\S+)$', text, re.M)
-    return float(m.group(1)) if m else 0.0
+    out = tmp_path / "stack.out"
+    with open(out, "wb") as fh:
+        proc = subprocess.Popen([*argv, *extra], stdout=fh, stderr=subprocess.STDOUT, env=env)
+    return LocalRun(proc, port, state, out)
 
 
 def cluster_dir(output: str) -> Path:

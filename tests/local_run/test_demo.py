@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import signal
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,14 +12,7 @@ import requests
 
 from stack.pgcluster import find_bindir
 from tests.fixtures.tools import in_ci, require_binary
-from tests.local_run.run import (
-    cluster_dir,
-    exporter_calls,
-    ports,
-    processes_mentioning,
-    start_stack,
-    wait_for,
-)
+from tests.local_run.run import cluster_dir, processes_mentioning, start_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -33,30 +26,28 @@ def test_demo_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
         pytest.skip(reason)
     require_binary("prometheus", "prometheus")
     require_binary("prometheus-alertmanager", "prometheus-alertmanager")
-    port = ports()
-    state = tmp_path / "state"
-    proc = start_stack(state, port)
+    run = start_stack(tmp_path)
+    prom = f"http://127.0.0.1:{run.port['prom']}"
     try:
-        assert wait_for(lambda: exporter_calls(port["exporter"]), "counted calls", proc) > 0
+        assert run.wait_for(run.exporter_calls, "calls counted by the exporter") > 0
 
         def targets_up() -> bool:
-            r = requests.get(f"http://127.0.0.1:{port['prom']}/api/v1/targets", timeout=2).json()
+            r = requests.get(f"{prom}/api/v1/targets", timeout=2).json()
             health = {t["labels"]["job"]: t["health"] for t in r["data"]["activeTargets"]}
             return len(health) == 4 and set(health.values()) == {"up"}
 
-        wait_for(targets_up, "all four Prometheus targets up", proc)
+        run.wait_for(targets_up, "all four Prometheus targets up")
     finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out
+        out = run.interrupt()
+    assert run.proc.returncode == 0, out
     assert "ECM is running" in out
-    assert f"http://127.0.0.1:{port['prom']}" in out
+    assert prom in out
     # With server binaries on the machine, auto mode uses them and says so.
-    assert f"system binaries at {bindir}" in out
+    assert re.search(rf"^ +postgres +system binaries at {re.escape(str(bindir))}, ", out, re.M)
     assert not cluster_dir(out).exists(), "the throwaway cluster was not removed"
     for name in ("generator.log", "exporter.log", "prometheus.log", "alertmanager.log"):
-        assert (state / name).exists()
-    assert processes_mentioning(str(state)) == [], "children left running after Ctrl-C"
+        assert (run.state / name).exists()
+    assert processes_mentioning(str(run.state)) == [], "children left running after Ctrl-C"
 
 
 def test_bad_option_is_one_line_and_exit_2() -> None:

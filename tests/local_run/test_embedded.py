@@ -3,44 +3,26 @@
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.local_run.run import (
-    cluster_dir,
-    exporter_calls,
-    ports,
-    processes_mentioning,
-    require_embedded,
-    start_stack,
-    wait_for,
-)
+from tests.local_run.run import cluster_dir, processes_mentioning, require_embedded, start_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+PARTS = {"ecm_exporter", "ecm_generator"}
 
 
 def test_local_run_on_the_embedded_server(tmp_path: Path) -> None:
     bindir = require_embedded()
-    port = ports()
-    state = tmp_path / "state"
-    out_file = tmp_path / "stack.out"
     # The system binaries are not consulted at all: the run must work on pgserver's alone.
-    with open(out_file, "w", encoding="utf-8") as out:
-        proc = start_stack(
-            state, port, "--postgres", "embedded", "--without-prometheus", stdout=out
-        )
+    run = start_stack(tmp_path, "--postgres", "embedded", "--without-prometheus")
     try:
-        assert wait_for(lambda: exporter_calls(port["exporter"]), "counted calls", proc) > 0
-
-        def printed_banner() -> str:
-            text = out_file.read_text()
-            return text if "ECM is running" in text else ""
-
-        banner = wait_for(printed_banner, "the banner", proc)
+        assert run.wait_for(run.exporter_calls, "calls counted by the exporter") > 0
+        banner = run.banner()
         server = [
             args
             for args in processes_mentioning(str(cluster_dir(banner)))
@@ -53,28 +35,24 @@ def test_local_run_on_the_embedded_server(tmp_path: Path) -> None:
             assert row is not None
             version = str(row[0])
 
-            def logged_in() -> set[str]:
+            def parts_logged_in() -> bool:
                 rows = conn.execute(
                     "SELECT usename FROM pg_stat_activity WHERE datname = current_database()"
                 ).fetchall()
-                return {str(r[0]) for r in rows} & {"ecm_exporter", "ecm_generator"}
+                return {str(r[0]) for r in rows} >= PARTS
 
-            parts = wait_for(
-                lambda: len(logged_in()) == 2 and logged_in(), "both parts connected", proc
-            )
+            # Both parts connect with their own least-privilege logins, as on the system cluster.
+            run.wait_for(parts_logged_in, "the exporter and generator logins")
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-    out_text = out_file.read_text()
-    assert proc.returncode == 0, out_text
-    assert "embedded pgserver" in out_text and "(asked for: embedded)" in out_text
+        out = run.interrupt()
+    assert run.proc.returncode == 0, out
+    assert re.search(r"^ +postgres +embedded pgserver [\d.]+, PostgreSQL [\d.]+ \(", out, re.M)
     assert server, f"no postgres process from {bindir} serves the cluster"
     expected = subprocess.run(
         [str(bindir / "postgres"), "--version"], capture_output=True, text=True, check=True
     ).stdout
-    assert version in expected, "the database is not the embedded server"
-    assert parts == {"ecm_exporter", "ecm_generator"}, "the parts did not use their own logins"
-    db_dir = cluster_dir(out_text)
+    assert f" {version}" in expected, "the database is not the embedded server"
+    db_dir = cluster_dir(out)
     assert not db_dir.exists(), "the throwaway cluster was not removed"
     assert processes_mentioning(str(db_dir)) == [], "the server is still running after Ctrl-C"
-    assert processes_mentioning(str(state)) == [], "children left running after Ctrl-C"
+    assert processes_mentioning(str(run.state)) == [], "children left running after Ctrl-C"
