@@ -7,29 +7,31 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 from db.migrate import migrate
 from db.roles import EXPORTER_LOGIN, GENERATOR_LOGIN, LOGINS, ensure_login
 from ecm_common.cli import run
-from ecm_common.config import load_config
+from ecm_common.config import check_listen, load_config
 from ecm_common.db import database_url, redact
 from ecm_common.errors import ConfigError
 from ecm_common.logs import setup_logging
-from generator.config import GeneratorSettings, parse_time
+from generator.config import GeneratorSettings, backfill_times, check_paths, paths
 
 log = logging.getLogger(__name__)
 
 PROG = "ecm-generator"
 COMMANDS = ("run", "backfill", "init-db")
+MAX_PASSWORD_FILE = 4096
 
 # flag -> help; the settings field is the flag name with dashes turned into underscores.
 OPTIONS: dict[str, str] = {
     "--database-url": "libpq URL of the database (env ECM_DATABASE_URL)",
-    "--rate": "mean calls per second, Poisson arrivals (default 5)",
+    "--rate": "mean calls per second, Poisson arrivals (default 5, at most 100000)",
     "--failure-prob": "share of calls that fail, 0..1 (default 0.005)",
     "--count": "stop after this many calls",
-    "--duration": "stop after this long (90, 30s, 10m, 1h)",
+    "--duration": "stop after this long (90, 30s, 10m, 1h30m)",
     "--towers": "number of towers TOWER_1..N (default 50)",
     "--tower-skew": "Zipf exponent of tower traffic weights, 0 = equal (default 0.8)",
     "--tower-weights": "explicit weights, e.g. TOWER_1=5,TOWER_2=3",
@@ -44,16 +46,16 @@ OPTIONS: dict[str, str] = {
     "--seed": "seed of the random stream: same seed (and --start), same rows",
     "--start": "timestamp of the stream's origin (ISO 8601; default now)",
     "--scenario": "scenario YAML file (see docs/scenarios.md)",
-    "--speed": "time compression: K model seconds per wall second (default 1)",
+    "--speed": "time compression: K model seconds per wall second (default 1, max 10000)",
     "--batch-size": "rows per COPY (default 5000)",
-    "--flush-interval": "longest wait before a partial batch is written, seconds (default 1)",
+    "--flush-interval": "longest wait before a partial batch is written (default 1s, max 60s)",
     "--queue-size": "calls held in memory before the producer blocks (default 100000)",
     "--spool-dir": "where batches wait while the database is down",
     "--dead-letter-file": "JSON lines file for invalid calls",
     "--max-retries": "retries of a failed batch before it is spooled (default 5)",
-    "--retry-base-delay": "first retry delay, seconds, doubled each retry (default 0.2)",
-    "--retry-max-delay": "longest retry or probe delay, seconds (default 5)",
-    "--write-timeout": "longest a batch write or lock wait may take, seconds (default 30)",
+    "--retry-base-delay": "first retry delay, doubled each retry (default 0.2s, max 10m)",
+    "--retry-max-delay": "longest retry or probe delay (default 5s, max 10m)",
+    "--write-timeout": "longest a batch write or lock wait may take (default 30s, max 1h)",
     "--metrics-port": "serve the generator's own metrics on this port (e.g. 9743)",
     "--metrics-listen-address": "address the metrics port listens on (default 0.0.0.0)",
     "--log-level": "DEBUG, INFO, WARNING or ERROR",
@@ -62,7 +64,12 @@ OPTIONS: dict[str, str] = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one ConfigError line (exit 2)."""
+    """An argument parser whose errors are one ConfigError line (exit 2), no abbreviations."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # An abbreviation would let the removed --exporter-password match --exporter-password-file.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise ConfigError(message)
@@ -97,18 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     bf.add_argument("--to", default="now", help="end: 'now', a duration ago or a timestamp")
     init = sub.add_parser("init-db", help="apply the schema migrations (idempotent)")
     _common(init)
-    init.add_argument(
-        "--exporter-password",
-        default=os.environ.get("ECM_EXPORTER_PASSWORD") or None,
-        help="also create/update login ecm_exporter (read-only) with this password "
-        "(ECM_EXPORTER_PASSWORD)",
-    )
-    init.add_argument(
-        "--generator-password",
-        default=os.environ.get("ECM_GENERATOR_PASSWORD") or None,
-        help="also create/update login ecm_generator (writer) with this password "
-        "(ECM_GENERATOR_PASSWORD)",
-    )
+    # Passwords never come as flags (they would show in `ps`): a file, or the environment.
+    for role, login in (("exporter", EXPORTER_LOGIN), ("generator", GENERATOR_LOGIN)):
+        init.add_argument(
+            f"--{role}-password-file",
+            default=argparse.SUPPRESS,
+            help=f"also create/update login {login} with the password on this file's first "
+            f"line (or set ECM_{role.upper()}_PASSWORD)",
+        )
     return parser
 
 
@@ -129,30 +132,59 @@ def settings_from(ns: argparse.Namespace) -> GeneratorSettings:
         "check_only",
         "from_",
         "to",
-        "exporter_password",
-        "generator_password",
+        "exporter_password_file",
+        "generator_password_file",
     }
     flags: dict[str, Any] = {k: v for k, v in vars(ns).items() if k not in skip}
     return load_config(GeneratorSettings, file=getattr(ns, "config", None), flags=flags)
 
 
-def _init_db(s: GeneratorSettings, ns: argparse.Namespace) -> int:
+def read_password(path: str, option: str) -> str:
+    """The first line of a password file; ConfigError naming the option, never the content."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            data = f.read(MAX_PASSWORD_FILE + 1)
+    except OSError as exc:
+        raise ConfigError(f"{option}: cannot read {p}: {exc.strerror or exc}") from None
+    if len(data) > MAX_PASSWORD_FILE:
+        raise ConfigError(f"{option}: {p} is larger than {MAX_PASSWORD_FILE} bytes")
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{option}: {p} is not UTF-8 text") from None
+    password = lines[0].strip() if lines else ""
+    if not password:
+        raise ConfigError(f"{option}: {p} holds no password on its first line")
+    return password
+
+
+def login_passwords(ns: argparse.Namespace) -> dict[str, str]:
+    """Login role -> password, from --<role>-password-file or ECM_<ROLE>_PASSWORD."""
+    out: dict[str, str] = {}
+    for role, login in (("exporter", EXPORTER_LOGIN), ("generator", GENERATOR_LOGIN)):
+        path = getattr(ns, f"{role}_password_file", None)
+        if path is not None:
+            out[login] = read_password(path, f"--{role}-password-file")
+        elif os.environ.get(f"ECM_{role.upper()}_PASSWORD"):
+            out[login] = os.environ[f"ECM_{role.upper()}_PASSWORD"]
+    return out
+
+
+def _init_db(s: GeneratorSettings, passwords: dict[str, str]) -> int:
     url = database_url(s.database_url)
     applied = migrate(url)
     print(f"schema up to date on {redact(url)} ({len(applied)} migration(s) applied)")
-    for user, password in (
-        (EXPORTER_LOGIN, ns.exporter_password),
-        (GENERATOR_LOGIN, ns.generator_password),
-    ):
-        if password:
-            ensure_login(url, user, password, LOGINS[user])
-            print(f"login role {user} ready (member of {LOGINS[user]})")
+    for user, password in passwords.items():
+        ensure_login(url, user, password, LOGINS[user])
+        print(f"login role {user} ready (member of {LOGINS[user]})")
     return 0
 
 
 def _check(s: GeneratorSettings) -> int:
     from generator.app import effective_settings, load_model_inputs
 
+    check_paths(paths(s))
     s = effective_settings(s)
     params, scenario = load_model_inputs(s)
     if scenario is not None:
@@ -171,21 +203,31 @@ def _check(s: GeneratorSettings) -> int:
 def _main(argv: list[str]) -> int:
     ns = parse_args(argv)
     s = settings_from(ns)
-    setup_logging(s.log_level, s.log_format)
+    check_only = getattr(ns, "check_only", False)
     if ns.command == "init-db":
-        return _init_db(s, ns)
-    if getattr(ns, "check_only", False):
-        return _check(s)
+        passwords = login_passwords(ns)
+        if check_only:
+            print("configuration OK")
+            return 0
+        setup_logging(s.log_level, s.log_format)
+        return _init_db(s, passwords)
+    backfill_range = None
     if ns.command == "backfill":
-        from generator.backfill import backfill_command
+        from generator.backfill import check_range
 
         now = datetime.now(UTC)
-        start, end = parse_time(ns.from_, now), parse_time(ns.to, now)
-        if end <= start:
-            raise ConfigError(
-                f"--to ({end.isoformat()}) must be after --from ({start.isoformat()})"
-            )
-        counts = backfill_command(s, start, end)
+        backfill_range = backfill_times(ns.from_, ns.to, now)
+        check_range(*backfill_range, now)
+    if check_only:
+        return _check(s)
+    setup_logging(s.log_level, s.log_format)
+    check_paths(paths(s))
+    if s.metrics_port is not None:
+        check_listen(s.metrics_listen_address, s.metrics_port, "metrics_port")
+    if backfill_range is not None:
+        from generator.backfill import backfill_command
+
+        counts = backfill_command(s, *backfill_range)
         print(f"{PROG}: backfilled {counts.written} calls ({counts.summary()})")
         return 0
     from generator.app import run_live

@@ -5,6 +5,7 @@ The file format is documented in docs/scenarios.md.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import zlib
@@ -16,13 +17,22 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ecm_common.config import StrictModel, describe_error, read_yaml
+from ecm_common.config import StrictModel, describe_error, read_yaml, shorten, validate
 from ecm_common.domain import REASONS, tower_name
+from ecm_common.durations import MAX_SECONDS, Seconds
 from ecm_common.errors import ConfigError
-from generator.config import parse_duration, reason_weights, tower_index
+from generator.config import MAX_TOWERS, reason_weights, tower_index
 from generator.model import ModelParams, Timeline
 
 log = logging.getLogger(__name__)
+
+# Bounds on the work a scenario can cause: phases, and the timeline's segments x towers cells
+# (each cell holds a failure probability, a reason mix and multipliers).
+MAX_PHASES = 1000
+MAX_TIMELINE_CELLS = 2_000_000
+# Summed over phases, the segments each phase is active in: the timeline's inner loop.
+MAX_PHASE_SEGMENTS = 20_000
+MAX_MULTIPLIER = 100.0
 
 # Alerts a scenario may claim to raise (prometheus/ rules define them).
 ALERTS = (
@@ -55,11 +65,11 @@ BASELINE_KEYS = (
 class Targets(StrictModel):
     """Which towers a phase hits: a list, all of them, or a share picked by the phase name."""
 
-    towers: list[str] | None = None
+    towers: list[str] | None = Field(None, max_length=MAX_TOWERS)
     all: bool = False
     share: float | None = Field(None, gt=0, le=1)
     # Phases picking a share with the same group get nested sets (a rollout in waves).
-    group: str | None = None
+    group: str | None = Field(None, max_length=200)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Targets:
@@ -77,17 +87,19 @@ class Effects(StrictModel):
     """What a phase changes on its towers."""
 
     failure_prob: float | None = Field(None, ge=0, le=1)
-    reason: str | None = None
+    reason: str | None = Field(None, max_length=100)
     reasons: dict[str, float] | None = None
-    latency_multiplier: float = Field(1.0, gt=0)
+    latency_multiplier: float = Field(1.0, gt=0, le=MAX_MULTIPLIER)
     latency_sigma: float | None = Field(None, ge=0, le=3)
-    rate_multiplier: float = Field(1.0, gt=0)
+    rate_multiplier: float = Field(1.0, gt=0, le=MAX_MULTIPLIER)
 
     @field_validator("reason")
     @classmethod
     def _reason(cls, v: str | None) -> str | None:
         if v is not None and v not in REASONS:
-            raise ValueError(f"unknown failure reason {v!r} (known: {', '.join(REASONS)})")
+            raise ValueError(
+                f"unknown failure reason {shorten(v, 40)} (known: {', '.join(REASONS)})"
+            )
         return v
 
     @field_validator("reasons", mode="before")
@@ -114,16 +126,11 @@ class Effects(StrictModel):
 class Phase(StrictModel):
     """One incident (or quiet stretch): when, where, what."""
 
-    name: str = Field(min_length=1)
-    start: float = 0.0
-    duration: float = Field(gt=0)
+    name: str = Field(min_length=1, max_length=200)
+    start: Seconds = Field(0.0, ge=0)
+    duration: Seconds = Field(gt=0)
     targets: Targets = Field(default_factory=lambda: Targets.model_validate({"all": True}))
     effects: Effects = Field(default_factory=lambda: Effects.model_validate({}))
-
-    @field_validator("start", "duration", mode="before")
-    @classmethod
-    def _seconds(cls, v: Any) -> Any:
-        return parse_duration(v) if isinstance(v, str | int | float) else v
 
     @property
     def end(self) -> float:
@@ -134,17 +141,12 @@ class Phase(StrictModel):
 class ScenarioFile(StrictModel):
     """Top level of a scenario file (phases are validated one by one to name the bad one)."""
 
-    name: str = Field(min_length=1)
-    description: str = Field(min_length=1)
-    alerts: list[str] = Field(default_factory=list)
-    duration: float | None = None
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(min_length=1, max_length=10_000)
+    alerts: list[str] = Field(default_factory=list, max_length=len(ALERTS))
+    duration: Seconds | None = Field(None, gt=0)
     baseline: dict[str, Any] = Field(default_factory=dict)
-    phases: list[dict[str, Any]] = Field(default_factory=list)
-
-    @field_validator("duration", mode="before")
-    @classmethod
-    def _seconds(cls, v: Any) -> Any:
-        return None if v is None else parse_duration(v)
+    phases: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_PHASES)
 
     @model_validator(mode="after")
     def _has_length(self) -> ScenarioFile:
@@ -157,7 +159,7 @@ class ScenarioFile(StrictModel):
     def _alerts(cls, v: list[str]) -> list[str]:
         for a in v:
             if a not in ALERTS:
-                raise ValueError(f"unknown alert {a!r} (known: {', '.join(ALERTS)})")
+                raise ValueError(f"unknown alert {shorten(a, 40)} (known: {', '.join(ALERTS)})")
         return v
 
     @field_validator("baseline")
@@ -166,7 +168,7 @@ class ScenarioFile(StrictModel):
         for key in v:
             if key not in BASELINE_KEYS:
                 raise ValueError(
-                    f"unknown baseline key {key!r} (allowed: {', '.join(BASELINE_KEYS)})"
+                    f"unknown baseline key {shorten(key, 40)} (allowed: {', '.join(BASELINE_KEYS)})"
                 )
         return v
 
@@ -244,11 +246,8 @@ class Scenario:
 
 def read_scenario_file(path: str | Path) -> ScenarioFile:
     """Parse the top level of a scenario file; ConfigError naming the file and field."""
-    data = read_yaml(path)
-    try:
-        return ScenarioFile.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(describe_error(exc, f"scenario {path}")) from None
+    data = read_yaml(path, "scenario file")
+    return validate(ScenarioFile, data, f"scenario {path}")
 
 
 def pick_share(key: str, share: float, n_towers: int) -> tuple[int, ...]:
@@ -258,15 +257,32 @@ def pick_share(key: str, share: float, n_towers: int) -> tuple[int, ...]:
     return tuple(sorted(int(i) for i in rng.permutation(n_towers)[:k]))
 
 
+def check_work(path: str, phases: list[Phase], n_towers: int) -> None:
+    """ConfigError when the timeline would be too large to build in bounded time and memory."""
+    breaks = sorted({0.0} | {p.start for p in phases} | {p.end for p in phases})
+    if len(breaks) * n_towers > MAX_TIMELINE_CELLS:
+        raise ConfigError(
+            f"scenario {path}: {len(breaks)} phase boundaries x {n_towers} towers is more than "
+            f"{MAX_TIMELINE_CELLS} timeline cells; use fewer phases or towers"
+        )
+    active = sum(
+        bisect.bisect_left(breaks, p.end) - bisect.bisect_left(breaks, p.start) for p in phases
+    )
+    if active > MAX_PHASE_SEGMENTS:
+        raise ConfigError(
+            f"scenario {path}: phases overlap too much ({active} phase segments, at most "
+            f"{MAX_PHASE_SEGMENTS}); use fewer or shorter phases"
+        )
+
+
 def load_scenario(path: str | Path, *, n_towers: int) -> Scenario:
     """Read and validate a scenario for n towers; every error names the phase and the field."""
     top = read_scenario_file(path)
     phases: list[Phase] = []
     targets: list[tuple[int, ...]] = []
     for i, raw in enumerate(top.phases, start=1):
-        label = (
-            f"phase {raw.get('name', '#' + str(i))!r}" if isinstance(raw, dict) else f"phase #{i}"
-        )
+        name = raw.get("name") if isinstance(raw, dict) else None
+        label = f"phase {shorten(name, 40)}" if isinstance(name, str) else f"phase #{i}"
         try:
             ph = Phase.model_validate(raw)
         except ValidationError as exc:
@@ -286,10 +302,14 @@ def load_scenario(path: str | Path, *, n_towers: int) -> Scenario:
         phases.append(ph)
         targets.append(idx)
     names = [p.name for p in phases]
-    dup = {n for n in names if names.count(n) > 1}
+    dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise ConfigError(f"scenario {path}: phase names must be unique, repeated: {sorted(dup)}")
+        shown = shorten(dup[:5])
+        raise ConfigError(f"scenario {path}: phase names must be unique, repeated: {shown}")
     duration = top.duration if top.duration is not None else max(p.end for p in phases)
+    if duration > MAX_SECONDS:
+        raise ConfigError(f"scenario {path}: ends after more than ten years")
+    check_work(str(path), phases, n_towers)
     for p in phases:
         if p.end > duration:
             raise ConfigError(
