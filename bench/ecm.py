@@ -6,10 +6,11 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from ecm_common.db import URL_ENV
@@ -22,13 +23,24 @@ REFRESH_INTERVAL_S = 15.0
 
 @dataclass
 class FakeClock:
-    """Wall-clock seconds that move only when the benchmark says so."""
+    """An ecm_common.clock.Clock whose wall-clock seconds move only when the benchmark says so;
+    monotonic time is real, so the exporter's own durations are measured."""
 
     now: float
 
-    def __call__(self) -> float:
+    def time(self) -> float:
         """The current simulated time."""
         return self.now
+
+    def monotonic(self) -> float:
+        """time.monotonic()."""
+        return time.monotonic()
+
+    def wait(self, seconds: float, event: threading.Event) -> bool:
+        """Simulated time passes at once."""
+        if not event.is_set():
+            self.advance(max(seconds, 0.0))
+        return event.is_set()
 
     def advance(self, seconds: float) -> float:
         """Move forward; returns the new time."""
@@ -37,13 +49,12 @@ class FakeClock:
 
 
 def make_job(url: str, windows: tuple[str, ...], clock: FakeClock) -> RefreshJob:
-    """A refresh job as the exporter builds it, with its own registry and the given clock."""
+    """A refresh job as the exporter builds it, on the given clock."""
     return RefreshJob(
         url,
         [parse_window(w) for w in windows],
         Thresholds(),
         REFRESH_INTERVAL_S,
-        CollectorRegistry(auto_describe=False),
         clock=clock,
     )
 

@@ -13,8 +13,6 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import NoReturn
 
-from prometheus_client import CollectorRegistry
-
 from ecm_common.cli import run
 from ecm_common.config import check_listen, option_names
 from ecm_common.db import database_url, redact
@@ -149,8 +147,7 @@ def _serve(s: ExporterSettings) -> int:
         "exporter starting: database %s, windows %s, refresh every %g s",
         redact(url), ",".join(s.windows), s.interval,
     )  # fmt: skip
-    registry = CollectorRegistry(auto_describe=False)
-    job = RefreshJob(url, s.window_specs, s.thresholds, s.interval, registry)
+    job = RefreshJob(url, s.window_specs, s.thresholds, s.interval)
 
     def status() -> str:
         last = job.last_success

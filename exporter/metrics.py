@@ -1,25 +1,23 @@
-"""Every exporter metric, defined once, built fresh from the last refresh's published state."""
+"""Every exporter metric, defined once: name, HELP, labels and type, and the published state.
+
+exporter/render.py writes the exposition from these definitions; tests/exporter/reference.py
+builds the same families with prometheus_client as the reference the renderer is checked against.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from exporter.assess import Status, Thresholds
 from exporter.counters import LATENCY_BUCKETS_S, Counters
 from exporter.rollup import TowerResult, WindowResult
 
-QUERIES = ("new_calls", "rebuild", "towers")
+QUERIES = ("source", "new_calls", "due_calls", "rebuild", "towers")
+SKIP_REASONS = ("future", "past")
+REBUILD_REASONS = ("start", "recovery", "database_changed", "rows_removed")
 _W = (
     "over the trailing window (label window: the current minute and the whole minutes before it), "
     "refreshed every {interval:g} s"
@@ -113,10 +111,39 @@ TH_P95 = Def(
     ("level",),
 )
 TH_MIN_CALLS = Def("ecm_threshold_min_calls", "Calls a window needs before it is classified.")
-DB_UP = Def("ecm_database_up", "1 when the last refresh reached the database, else 0.")
+DB_UP = Def(
+    "ecm_database_up",
+    "1 when the last refresh reached the database and no refresh has been running for longer than "
+    "three refresh intervals (at least 30 s; a hung database), else 0.",
+)
 LAST_SUCCESS = Def(
     "ecm_exporter_last_refresh_success_timestamp_seconds",
-    "Unix time in seconds of the last successful refresh.",
+    "Unix time in seconds of the snapshot the published values were read from (last successful "
+    "refresh).",
+)
+REFRESH_DURATION = Def(
+    "ecm_exporter_refresh_duration_seconds",
+    "Duration in seconds of the last finished refresh: connect, read, fold and render.",
+)
+REFRESH_OVERRUNS = Def(
+    "ecm_exporter_refresh_overruns_total",
+    "Refreshes that took longer than the refresh interval, since start.",
+    kind="counter",
+)
+ROWS_SKIPPED = Def(
+    "ecm_exporter_rows_skipped_total",
+    "Rows committed since start that no window holds when read: timestamped more than the "
+    "clock-skew tolerance ahead of the exporter's clock (future; they enter the windows when "
+    "their time comes) or older than the longest window (past).",
+    ("reason",),
+    "counter",
+)
+REBUILDS = Def(
+    "ecm_exporter_rebuilds_total",
+    "Window rebuilds from the database since start, by reason (start, recovery after a failed "
+    "refresh, database_changed, rows_removed by DELETE, UPDATE or TRUNCATE).",
+    ("reason",),
+    "counter",
 )
 QUERY_DURATION = Def(
     "ecm_exporter_query_duration_seconds",
@@ -143,8 +170,8 @@ WINDOW_DEFS = (
     REASON_FAILED, REASON_RATIO, TOWER_CALLS, TOWER_FAILED, TOWER_RATIO, TOWER_P95, WORST,
 )  # fmt: skip
 SELF_DEFS = (
-    TH_RATIO, TH_P95, TH_MIN_CALLS, DB_UP, LAST_SUCCESS,
-    QUERY_DURATION, QUERY_LAST_SUCCESS, QUERY_FAILURES, INTERVAL,
+    TH_RATIO, TH_P95, TH_MIN_CALLS, DB_UP, LAST_SUCCESS, REFRESH_DURATION, REFRESH_OVERRUNS,
+    ROWS_SKIPPED, REBUILDS, QUERY_DURATION, QUERY_LAST_SUCCESS, QUERY_FAILURES, INTERVAL,
 )  # fmt: skip
 # The histogram's le values as the text format writes them.
 BUCKET_LE = tuple([str(floatToGoString(b)) for b in LATENCY_BUCKETS_S] + ["+Inf"])  # type: ignore[no-untyped-call]
@@ -179,95 +206,7 @@ class Published:
     last_success: float | None = None
     queries: dict[str, QueryStats] = field(default_factory=dict)
     windows: list[WindowView] = field(default_factory=list)  # empty while stale
-
-
-def _gauge(d: Def, interval: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(d.name, d.help_text(interval), labels=d.labels)
-
-
-class EcmCollector(Collector):
-    """The snapshot as prometheus_client families: the reference exporter.render must match."""
-
-    def __init__(self, published: Published) -> None:
-        self.published = published
-
-    def collect(self) -> Iterator[Metric]:
-        """Families for the current snapshot."""
-        p = self.published
-        yield from self._counters(p.counters)
-        yield from self._windows(p)
-        yield from self._self_metrics(p)
-
-    def _counters(self, c: Counters) -> Iterator[Metric]:
-        calls = CounterMetricFamily(CALLS_TOTAL.name, CALLS_TOTAL.help, labels=CALLS_TOTAL.labels)
-        failed = CounterMetricFamily(
-            CALLS_FAILED_TOTAL.name, CALLS_FAILED_TOTAL.help, labels=CALLS_FAILED_TOTAL.labels
-        )
-        hist = HistogramMetricFamily(
-            CALL_LATENCY.name, CALL_LATENCY.help, labels=CALL_LATENCY.labels
-        )
-        bounds = list(BUCKET_LE)
-        cum = c.buckets.cumsum(axis=1).tolist()
-        for i, tower in enumerate(c.tower_names[: len(c.calls)]):
-            calls.add_metric([tower], int(c.calls[i]))
-            for j, reason in enumerate(c.reason_names[: c.failed.shape[1]]):
-                failed.add_metric([tower, reason], int(c.failed[i, j]))
-            hist.add_metric(
-                [tower], list(zip(bounds, cum[i], strict=True)), c.latency_sum_ms[i] / 1000.0
-            )
-        yield from (calls, failed, hist)
-
-    def _windows(self, p: Published) -> Iterator[Metric]:
-        iv = p.interval_s
-        fams = {d.name: _gauge(d, iv) for d in WINDOW_DEFS}
-        for view in p.windows:
-            r, w = view.result, [view.result.label]
-            fams[WINDOW_CALLS.name].add_metric(w, r.calls)
-            fams[WINDOW_FAILED.name].add_metric(w, r.failed)
-            fams[WINDOW_STATUS.name].add_metric(w, int(view.status))
-            if r.calls:
-                fams[WINDOW_RATIO.name].add_metric(w, r.failure_ratio)
-                fams[WINDOW_AVG.name].add_metric(w, r.avg_latency_ms / 1000.0)
-                fams[WINDOW_P95.name].add_metric(w, r.p95_ms / 1000.0)
-            for reason, n in r.reason_failed.items():
-                fams[REASON_FAILED.name].add_metric([*w, reason], n)
-                if r.calls:
-                    fams[REASON_RATIO.name].add_metric([*w, reason], n / r.calls)
-            for tower, (calls, failed) in r.tower_calls.items():
-                fams[TOWER_CALLS.name].add_metric([*w, tower], calls)
-                fams[TOWER_FAILED.name].add_metric([*w, tower], failed)
-            for t in r.towers:
-                fams[TOWER_RATIO.name].add_metric([*w, t.tower], t.failure_ratio)
-                fams[TOWER_P95.name].add_metric([*w, t.tower], t.p95_ms / 1000.0)
-            for rank, t in enumerate(view.worst, start=1):
-                fams[WORST.name].add_metric([*w, t.tower, str(rank)], t.failure_ratio)
-        yield from fams.values()
-
-    def _self_metrics(self, p: Published) -> Iterator[Metric]:
-        th = p.thresholds
-        ratio = GaugeMetricFamily(TH_RATIO.name, TH_RATIO.help, labels=TH_RATIO.labels)
-        ratio.add_metric(["warn"], th.warn_failure_ratio)
-        ratio.add_metric(["alert"], th.alert_failure_ratio)
-        p95 = GaugeMetricFamily(TH_P95.name, TH_P95.help, labels=TH_P95.labels)
-        p95.add_metric(["warn"], th.warn_p95_seconds)
-        p95.add_metric(["alert"], th.alert_p95_seconds)
-        yield ratio
-        yield p95
-        yield GaugeMetricFamily(TH_MIN_CALLS.name, TH_MIN_CALLS.help, value=th.min_calls)
-        yield GaugeMetricFamily(DB_UP.name, DB_UP.help, value=1 if p.database_up else 0)
-        last = GaugeMetricFamily(LAST_SUCCESS.name, LAST_SUCCESS.help)
-        if p.last_success is not None:
-            last.add_metric([], p.last_success)
-        yield last
-        dur = GaugeMetricFamily(QUERY_DURATION.name, QUERY_DURATION.help, labels=["query"])
-        ok = GaugeMetricFamily(QUERY_LAST_SUCCESS.name, QUERY_LAST_SUCCESS.help, labels=["query"])
-        fail = CounterMetricFamily(QUERY_FAILURES.name, QUERY_FAILURES.help, labels=["query"])
-        for name in QUERIES:
-            q = p.queries.get(name, QueryStats())
-            if not math.isnan(q.duration_s):
-                dur.add_metric([name], q.duration_s)
-            if q.last_success is not None:
-                ok.add_metric([name], q.last_success)
-            fail.add_metric([name], q.failures)
-        yield from (dur, ok, fail)
-        yield GaugeMetricFamily(INTERVAL.name, INTERVAL.help, value=p.interval_s)
+    refresh_duration_s: float = math.nan  # NaN before the first refresh finished
+    overruns: int = 0
+    rows_skipped: dict[str, int] = field(default_factory=dict)  # by SKIP_REASONS
+    rebuilds: dict[str, int] = field(default_factory=dict)  # by REBUILD_REASONS

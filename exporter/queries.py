@@ -1,15 +1,16 @@
-"""Every SQL statement the exporter runs, inside REPEATABLE READ READ ONLY transactions.
+"""Every SQL statement the exporter runs; reads run in REPEATABLE READ READ ONLY transactions.
 
 Incremental reads use the writers' transaction ids (column txid): the rows visible in this
 refresh's snapshot but not in the previous refresh's snapshot are exactly the rows committed in
-between, whatever order the writers committed in. Aborted rows are never visible.
+between, whatever order the writers committed in. Aborted rows are never visible. Rows stored
+earlier with a timestamp beyond the clock-skew horizon are read again, once, when the horizon
+passes them, so the kept rows are always "visible now, timestamped in [oldest, horizon)".
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,9 @@ from psycopg import IsolationLevel
 
 log = logging.getLogger(__name__)
 
+# Taken before the snapshot: a transaction that holds emergency_calls exclusively (a migration, a
+# TRUNCATE) is waited for first, so the snapshot, and the data, are as of after the wait.
+LOCK_CALLS = "LOCK TABLE emergency_calls IN ACCESS SHARE MODE"
 SNAPSHOT = "SELECT pg_current_snapshot()::text"
 
 _COLUMNS = """SELECT tower_id, status, failure_reason, latency_ms,
@@ -36,7 +40,15 @@ NEW_CALLS: LiteralString = (
 REBUILD: LiteralString = (
     _COLUMNS
     + """
- WHERE "timestamp" >= %(since)s"""
+ WHERE "timestamp" >= %(since)s AND "timestamp" < %(until)s"""
+)
+
+# Rows already visible to the previous refresh that were then beyond the horizon.
+DUE_CALLS: LiteralString = (
+    _COLUMNS
+    + """
+ WHERE "timestamp" >= %(since)s AND "timestamp" < %(until)s
+   AND pg_visible_in_snapshot(txid, %(prev)s::pg_snapshot)"""
 )
 
 TOWERS = "SELECT tower_id FROM towers"
@@ -48,6 +60,20 @@ CONTINUOUS = (
 
 # A hung statement fails instead of blocking every later refresh.
 SESSION_SETUP = "SELECT set_config('statement_timeout', %(ms)s, false)"
+
+# Which database this is, and counters that move when rows leave emergency_calls: DELETE and
+# UPDATE statistics (published by PostgreSQL within about a second of the commit, at most 10 s),
+# and the table's file, which TRUNCATE replaces.
+CAN_READ_SYSTEM_ID = "SELECT has_function_privilege('pg_control_system()', 'EXECUTE')"
+_SOURCE = """(SELECT oid::bigint FROM pg_database WHERE datname = current_database()),
+       c.relfilenode::bigint,
+       pg_stat_get_tuples_deleted(c.oid) + pg_stat_get_tuples_updated(c.oid)
+  FROM pg_class c
+ WHERE c.oid = 'emergency_calls'::regclass"""
+SOURCE: LiteralString = "SELECT NULL::text, " + _SOURCE
+SOURCE_WITH_SYSTEM_ID: LiteralString = (
+    "SELECT (SELECT system_identifier::text FROM pg_control_system()), " + _SOURCE
+)
 
 FETCH_SIZE = 20_000
 
@@ -66,7 +92,24 @@ class Columns:
         return len(self.towers)
 
 
-QueryTimer = Callable[[str, float, bool], None]
+@dataclass(frozen=True)
+class Source:
+    """Which database the exporter reads, and a marker that changes when rows are removed."""
+
+    system_id: str | None  # None when the role may not call pg_control_system()
+    database_oid: int
+    table_file: int
+    removed: int  # rows deleted or updated, per the statistics
+
+    def same_database(self, other: Source) -> bool:
+        """True unless the two were read from different databases (or a restored copy)."""
+        if self.database_oid != other.database_oid:
+            return False
+        return None in (self.system_id, other.system_id) or self.system_id == other.system_id
+
+    def rows_removed_since(self, other: Source) -> bool:
+        """True when rows were deleted, updated or truncated between the two readings."""
+        return (self.table_file, self.removed) != (other.table_file, other.removed)
 
 
 @contextmanager
@@ -75,7 +118,8 @@ def snapshot_transaction(conn: psycopg.Connection) -> Iterator[str]:
     conn.isolation_level = IsolationLevel.REPEATABLE_READ
     conn.read_only = True
     with conn.transaction():
-        # In REPEATABLE READ the first statement fixes the snapshot every later read uses.
+        conn.execute(LOCK_CALLS)
+        # In REPEATABLE READ the first query fixes the snapshot every later read uses.
         row = conn.execute(SNAPSHOT).fetchone()
         assert row is not None
         yield str(row[0])
@@ -96,47 +140,55 @@ def _read(conn: psycopg.Connection, query: LiteralString, params: dict[str, Any]
     return cols
 
 
-def timed(name: str, on_done: QueryTimer | None, fn: Callable[[], Any]) -> Any:
-    """Run fn, reporting its duration and outcome under the query name."""
-    start = time.perf_counter()
-    try:
-        out = fn()
-    except BaseException:
-        if on_done:
-            on_done(name, time.perf_counter() - start, False)
-        raise
-    if on_done:
-        on_done(name, time.perf_counter() - start, True)
-    log.debug("query %s took %.3f s", name, time.perf_counter() - start)
-    return out
+def _ts(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, UTC)
 
 
-def new_calls(conn: psycopg.Connection, prev: str, on_done: QueryTimer | None = None) -> Columns:
+def new_calls(conn: psycopg.Connection, prev: str) -> Columns:
     """Calls committed after snapshot prev and visible in the current transaction."""
-    return timed("new_calls", on_done, lambda: _read(conn, NEW_CALLS, {"prev": prev}))  # type: ignore[no-any-return]
+    return _read(conn, NEW_CALLS, {"prev": prev})
 
 
-def window_calls(
-    conn: psycopg.Connection, since_epoch_s: float, on_done: QueryTimer | None = None
-) -> Columns:
-    """Calls with an event time at or after since_epoch_s (no upper bound: clock skew)."""
-    since = datetime.fromtimestamp(since_epoch_s, UTC)
-    return timed("rebuild", on_done, lambda: _read(conn, REBUILD, {"since": since}))  # type: ignore[no-any-return]
+def window_calls(conn: psycopg.Connection, since_s: float, until_s: float) -> Columns:
+    """Calls with an event time in [since_s, until_s)."""
+    return _read(conn, REBUILD, {"since": _ts(since_s), "until": _ts(until_s)})
 
 
-def towers(conn: psycopg.Connection, on_done: QueryTimer | None = None) -> list[str]:
+def due_calls(conn: psycopg.Connection, prev: str, since_s: float, until_s: float) -> Columns:
+    """Calls visible to snapshot prev with an event time in [since_s, until_s)."""
+    return _read(conn, DUE_CALLS, {"prev": prev, "since": _ts(since_s), "until": _ts(until_s)})
+
+
+def towers(conn: psycopg.Connection) -> list[str]:
     """Every tower id in the towers table."""
-
-    def run() -> list[str]:
-        return [str(r[0]) for r in conn.execute(TOWERS).fetchall()]
-
-    return timed("towers", on_done, run)  # type: ignore[no-any-return]
+    return [str(r[0]) for r in conn.execute(TOWERS).fetchall()]
 
 
 def session_setup(conn: psycopg.Connection, timeout_s: float) -> None:
     """Per-connection settings: a statement timeout."""
     conn.execute(SESSION_SETUP, {"ms": str(int(timeout_s * 1000))})
     conn.commit()
+
+
+def can_read_system_id(conn: psycopg.Connection) -> bool:
+    """Whether this role may read the cluster's system identifier (hardened servers revoke it)."""
+    row = conn.execute(CAN_READ_SYSTEM_ID).fetchone()
+    conn.commit()
+    return bool(row and row[0])
+
+
+def source(conn: psycopg.Connection, *, system_id: bool) -> Source:
+    """The database's identity and removal marker, in a transaction of its own.
+
+    Read before the snapshot is taken: a removal the statistics already show committed before
+    the snapshot, so the rebuild it triggers sees it.
+    """
+    conn.isolation_level = IsolationLevel.READ_COMMITTED
+    conn.read_only = True
+    with conn.transaction():
+        row = conn.execute(SOURCE_WITH_SYSTEM_ID if system_id else SOURCE).fetchone()
+    assert row is not None
+    return Source(row[0], int(row[1]), int(row[2]), int(row[3]))
 
 
 def continuous(conn: psycopg.Connection, prev: str) -> bool:

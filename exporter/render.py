@@ -32,6 +32,12 @@ from exporter.metrics import (
     QUERY_LAST_SUCCESS,
     REASON_FAILED,
     REASON_RATIO,
+    REBUILD_REASONS,
+    REBUILDS,
+    REFRESH_DURATION,
+    REFRESH_OVERRUNS,
+    ROWS_SKIPPED,
+    SKIP_REASONS,
     TH_MIN_CALLS,
     TH_P95,
     TH_RATIO,
@@ -212,10 +218,19 @@ class Renderer:
 
     def render(self, p: Published) -> bytes:
         """The whole exposition of a snapshot, as generate_latest would write it."""
+        return self.render_data(p) + self.render_self(p)
+
+    def render_data(self, p: Published) -> bytes:
+        """The counters and window gauges: all but the last few dozen lines."""
         parts = self._counters(p.counters, p.interval_s)
         parts += self._windows(p.windows, p.interval_s)
-        parts += _self_metrics(p)
         return "".join(parts).encode("utf-8")
+
+    @staticmethod
+    def render_self(p: Published) -> bytes:
+        """The thresholds and self-metrics, which end the exposition (the refresh's duration is
+        known only once the data are rendered)."""
+        return "".join(_self_metrics(p)).encode("utf-8")
 
     def _counters(self, c: Counters, iv: float) -> list[str]:
         n_t = len(c.calls)
@@ -300,6 +315,16 @@ def _self_metrics(p: Published) -> list[str]:
     out += [header(LAST_SUCCESS, iv)]
     if p.last_success is not None:
         out += [sample(LAST_SUCCESS.name, {}, p.last_success)]
+    out += [header(REFRESH_DURATION, iv)]
+    if not math.isnan(p.refresh_duration_s):
+        out += [sample(REFRESH_DURATION.name, {}, p.refresh_duration_s)]
+    out += [header(REFRESH_OVERRUNS, iv), sample(REFRESH_OVERRUNS.name, {}, p.overruns)]
+    out += [header(ROWS_SKIPPED, iv)]
+    out += [
+        sample(ROWS_SKIPPED.name, {"reason": r}, p.rows_skipped.get(r, 0)) for r in SKIP_REASONS
+    ]
+    out += [header(REBUILDS, iv)]
+    out += [sample(REBUILDS.name, {"reason": r}, p.rebuilds.get(r, 0)) for r in REBUILD_REASONS]
     stats = [(name, p.queries.get(name, QueryStats())) for name in QUERIES]
     out += [header(QUERY_DURATION, iv)]
     out += [

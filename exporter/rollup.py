@@ -7,8 +7,10 @@ reported by its geometric midpoint, so every order statistic is within sqrt(1.02
 
 A window of N minutes holds the event minutes (cur - N, cur]: the current partial minute and the
 N - 1 whole minutes before it. No counted call is older than N minutes; calls in the oldest,
-partial minute of the exact N-minute span are left out. Events timestamped in the future (clock
-skew) count in the minute in which they were read, and age from there.
+partial minute of the exact N-minute span are left out. Every row counts in its own event minute
+only: a row timestamped in a minute that has not begun yet (clock skew) waits in that minute and
+enters the windows when it begins, so what a window holds depends on the rows and the time only,
+never on when a row was read.
 """
 
 from __future__ import annotations
@@ -152,6 +154,10 @@ class Rows:
         if (failed & (r < 0)).any():  # not possible under the schema's CHECK; count it anyway
             r[failed & (r < 0)] = catalog.reason("UNKNOWN")
         return cls(t, r, np.asarray(latency_ms, np.int64), np.asarray(epoch_s, np.float64))
+
+    def take(self, mask: npt.NDArray[np.bool_]) -> Rows:
+        """The rows where mask is true."""
+        return Rows(self.tower[mask], self.reason[mask], self.latency_ms[mask], self.epoch_s[mask])
 
     @classmethod
     def empty(cls) -> Rows:
@@ -328,38 +334,45 @@ class Rollup:
         self.current: int | None = None
 
     def advance(self, now: float) -> None:
-        """Move the windows to now: subtract minutes that left each window, evict the oldest."""
+        """Move the windows to now: minutes that left a window leave its sums, minutes that began
+        (rows that were timestamped ahead) enter them; minutes older than every window go."""
         cur = math.floor(now / 60)
-        if self.current is not None:
-            cur = max(cur, self.current)  # the clock stepped back: keep the windows where they are
+        before = self.current
+        if before is not None:
+            cur = max(cur, before)  # the clock stepped back: keep the windows where they are
         self.current = cur
         for ws in self.sums:
             new_start = cur - ws.slots + 1
-            if ws.start is not None and new_start > ws.start:
+            if (
+                ws.start is not None
+                and before is not None
+                and (new_start, cur) != (ws.start, before)
+            ):
                 for minute in sorted(self.minutes):
-                    if ws.start <= minute < new_start:
+                    was = ws.start <= minute <= before
+                    now_in = new_start <= minute <= cur
+                    if was != now_in:
                         for batch in self.minutes[minute]:
-                            ws.apply(batch, -1)
+                            ws.apply(batch, 1 if now_in else -1)
             ws.start = new_start
         oldest = cur - self.max_slots + 1
         for minute in [m for m in self.minutes if m < oldest]:
             del self.minutes[minute]
 
-    def add(self, rows: Rows, now: float) -> None:
-        """Advance to now, then add rows to their own minute if it is still kept."""
+    def add(self, rows: Rows, now: float) -> int:
+        """Advance to now, then add rows to their own minute if it is still kept; returns the
+        number of rows left out because they are older than the longest window."""
         self.advance(now)
         assert self.current is not None
         if not len(rows):
-            return
-        minute = np.minimum(np.floor(rows.epoch_s / 60).astype(np.int64), self.current)
+            return 0
+        minute = np.floor(rows.epoch_s / 60).astype(np.int64)
         keep = minute >= self.current - self.max_slots + 1
-        if not keep.all():
-            rows = Rows(
-                rows.tower[keep], rows.reason[keep], rows.latency_ms[keep], rows.epoch_s[keep]
-            )
-            minute = minute[keep]
+        too_old = int(len(keep) - np.count_nonzero(keep))
+        if too_old:
+            rows, minute = rows.take(keep), minute[keep]
             if not len(minute):
-                return
+                return too_old
         for ws in self.sums:
             ws.ensure(len(self.catalog.towers), len(self.catalog.reasons))
         order = np.argsort(minute, kind="stable")
@@ -375,8 +388,9 @@ class Rollup:
             if len(kept) >= MERGE_AFTER:
                 kept[:] = [merge(kept)]
             for ws in self.sums:
-                if ws.start is not None and m >= ws.start:
+                if ws.start is not None and ws.start <= m <= self.current:
                     ws.apply(batch, 1)
+        return too_old
 
     def result(self, label: str) -> WindowResult:
         """The window's totals, per reason and per tower; cost O(towers x buckets)."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from exporter.assess import Thresholds
 from exporter.config import parse_window
@@ -16,13 +16,25 @@ from tests.fixtures.postgres import EcmDb
 
 
 class FakeClock:
-    """A clock the test moves by hand."""
+    """An ecm_common.clock.Clock the test moves by hand; wall and monotonic time move together."""
 
     def __init__(self, now: float) -> None:
         self.now = now
+        self.start = now
 
-    def __call__(self) -> float:
+    def time(self) -> float:
+        """The simulated wall-clock time."""
         return self.now
+
+    def monotonic(self) -> float:
+        """Seconds since the clock was made, moved with the wall-clock time."""
+        return self.now - self.start
+
+    def wait(self, seconds: float, event: threading.Event) -> bool:
+        """Time passes at once."""
+        if not event.is_set():
+            self.advance(max(seconds, 0.0))
+        return event.is_set()
 
     def advance(self, seconds: float) -> None:
         """Move time forward."""
@@ -43,7 +55,6 @@ def job(test_db: EcmDb, clock: FakeClock) -> Iterator[RefreshJob]:
         [parse_window(w) for w in ("5m", "10m", "1h")],
         Thresholds(),
         15.0,
-        CollectorRegistry(auto_describe=False),
         clock=clock,
     )
     yield j

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from prometheus_client import CollectorRegistry
 
 from db.migrate import migrate
 from exporter.assess import Thresholds
@@ -45,8 +44,8 @@ def test_down_at_start_then_restart_mid_run(
 ) -> None:
     caplog.set_level(logging.INFO)
     reader_url = own_cluster.url("ecm", "ecm_test_reader")
-    job = RefreshJob(reader_url, [parse_window("5m"), parse_window("1h")], Thresholds(), 15.0,
-                     CollectorRegistry(auto_describe=False), clock=clock)  # fmt: skip
+    windows = [parse_window("5m"), parse_window("1h")]
+    job = RefreshJob(reader_url, windows, Thresholds(), 15.0, clock=clock)
     try:
         # Down at start-up: serving, database_up 0, no window values, one warning.
         assert not job.refresh()
@@ -108,8 +107,7 @@ def test_down_at_start_then_restart_mid_run(
 
 def test_failures_are_counted_per_query(clock: FakeClock) -> None:
     url = f"postgresql://ecm@127.0.0.1:{free_port()}/ecm"
-    job = RefreshJob(url, [parse_window("5m")], Thresholds(), 15.0,
-                     CollectorRegistry(auto_describe=False), clock=clock)  # fmt: skip
+    job = RefreshJob(url, [parse_window("5m")], Thresholds(), 15.0, clock=clock)
     for _ in range(3):
         assert not job.refresh()
     text = job.exposition().decode()

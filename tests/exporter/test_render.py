@@ -8,17 +8,16 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import generate_latest
 
 from exporter.assess import Thresholds
 from exporter.counters import Counters
-from exporter.metrics import EcmCollector, Published, QueryStats
+from exporter.metrics import Published, QueryStats
 from exporter.refresh import RefreshJob, view
 from exporter.render import Renderer, format_values
 from exporter.rollup import Catalog, Rollup, Rows
 from tests.exporter.conftest import FakeClock
 from tests.exporter.helpers import Call, add_towers, write_calls
+from tests.exporter.reference import reference
 from tests.fixtures.postgres import EcmDb
 from tests.fixtures.tools import require_binary
 
@@ -70,14 +69,12 @@ def snapshot(
         last_success=NOW if with_windows else None,
         queries=queries if queries is not None else {"new_calls": QueryStats(0.0123, NOW, 2)},
         windows=views,
+        # A stale snapshot is also one before the first refresh: no duration yet.
+        refresh_duration_s=0.0421 if with_windows else math.nan,
+        overruns=2 if with_windows else 0,
+        rows_skipped={"future": 3, "past": 70_000} if with_windows else {},
+        rebuilds={"start": 1, "rows_removed": 2} if with_windows else {},
     )
-
-
-def reference(p: Published) -> bytes:
-    """generate_latest over the prometheus_client families of the same snapshot."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(EcmCollector(p))
-    return generate_latest(registry)
 
 
 def promtool_check(body: bytes) -> None:
@@ -164,5 +161,5 @@ def test_served_exposition_matches_the_reference(
     write_calls(test_db.writer_url, calls)
     clock.advance(15)
     assert job.refresh()
-    assert job.exposition() == generate_latest(job.registry)
+    assert job.exposition() == reference(job.published)
     promtool_check(job.exposition())

@@ -63,9 +63,10 @@ Seen = list[tuple[float, str, int, str | None, int]]
 
 
 def brute(rows: Seen, now: float, minutes: int) -> Seen:
-    """The documented window rule, row by row: a future row counts in the minute it was read."""
+    """The documented window rule, row by row: every row counts in its own minute, a row
+    timestamped ahead only once its minute has begun, whenever it was added."""
     cur = math.floor(now / 60)
-    return [r for r in rows if min(math.floor(r[0] / 60), r[4]) >= cur - minutes + 1]
+    return [r for r in rows if cur - minutes + 1 <= math.floor(r[0] / 60) <= cur]
 
 
 REASONS_SEEN = ["PSAP_BUSY", "CORE_TIMEOUT", "NEW_REASON"]  # one outside the vocabulary
@@ -121,8 +122,10 @@ def test_windows_slide_with_late_and_future_rows() -> None:
             for t in got.towers:
                 tw = [r for r in want if r[1] == t.tower]
                 assert (t.calls, t.failed) == (len(tw), sum(1 for r in tw if r[3]))
-    # Evicted minutes are gone: nothing older than the longest window is kept.
+    # Evicted minutes are gone: nothing older than the longest window is kept, and minutes
+    # ahead are only those of rows timestamped ahead (at most 5 minutes here).
     assert min(rollup.minutes) >= math.floor(now / 60) - 59
+    assert max(rollup.minutes) <= math.floor(now / 60) + 5
 
 
 def test_rows_older_than_every_window_are_ignored() -> None:
