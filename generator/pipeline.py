@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 MAX_WAIT_S = 3600.0
 
 Outcome = Literal["done", "retry", "refused"]
+# Counts whose metric has another name (every other count is the GeneratorMetrics attribute).
+_METRIC = {"corrupt": "spool_corrupt_records"}
 
 
 class BatchWriter(Protocol):
@@ -228,7 +230,7 @@ class Pipeline:
             return
         with self._lock:
             setattr(self.counts, name, getattr(self.counts, name) + n)
-        getattr(self.metrics, name).inc(n)
+        getattr(self.metrics, _METRIC.get(name, name)).inc(n)
 
     def _fail(self, reason: str) -> None:
         """Stop accepting calls: from now on what cannot be stored is counted as lost."""
@@ -454,7 +456,6 @@ class Pipeline:
             target,
         )
         self._count("corrupt", 1)
-        self.metrics.spool_corrupt_records.inc()
 
     def _replay(self, force: bool = False) -> None:
         """Store spooled batches oldest first; on failure stay down until the next probe."""

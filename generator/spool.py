@@ -169,7 +169,7 @@ class Spool:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         _check_dir(directory)
-        self._fh: Any = None
+        self._fd: int | None = None
         self._current: Path | None = None
         self._seq = max((self._seq_of(p) for p in self.segments()), default=0)
 
@@ -189,18 +189,20 @@ class Spool:
 
     def append(self, batch: CallBatch) -> None:
         """Append one batch durably (written and fsync'd before returning); SpoolError if not."""
-        data = encode_record(batch)
+        data = memoryview(encode_record(batch))
         try:
-            if self._fh is None or self._fh.tell() >= SEGMENT_MAX_BYTES:
+            if self._fd is None or os.fstat(self._fd).st_size >= SEGMENT_MAX_BYTES:
                 self._open_new()
-            at = self._fh.tell()
+            assert self._fd is not None
+            at = os.fstat(self._fd).st_size
             try:
-                self._fh.write(data)
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
+                done = 0
+                while done < len(data):
+                    done += os.write(self._fd, data[done:])
+                os.fsync(self._fd)
             except OSError:
                 # Leave no half record behind for the next append to follow.
-                self._fh.truncate(at)
+                os.ftruncate(self._fd, at)
                 raise
         except OSError as exc:
             where = self._current or self.dir
@@ -211,17 +213,17 @@ class Spool:
         self.close()
         self._seq += 1
         self._current = self.dir / f"{self._seq:012d}{SEGMENT_SUFFIX}"
-        self._fh = open(self._current, "ab")  # noqa: SIM115 - kept open across appends
+        self._fd = os.open(self._current, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         _fsync_dir(self.dir)
 
     def close(self) -> None:
         """Close the segment being appended to; the next append starts a new one."""
-        if self._fh is not None:
+        if self._fd is not None:
             try:
-                self._fh.close()
+                os.close(self._fd)
             except OSError:
                 log.debug("closing the spool segment failed", exc_info=True)
-            self._fh = None
+            self._fd = None
             self._current = None
 
     def read(self, segment: Path, start: int = 0) -> Iterator[Record | BadRange]:

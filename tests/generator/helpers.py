@@ -9,7 +9,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
+
+from generator.batch import CallBatch
+from generator.metrics import GeneratorMetrics
+from generator.model import CallModel, ModelParams, zipf_weights
+from generator.pipeline import Pipeline, WriteOptions
+from generator.spool import Spool
+from generator.writer import DbWriter
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO / "scenarios"
@@ -90,3 +98,49 @@ def count_calls(url: str) -> int:
     except psycopg.OperationalError:
         return -1
     return int(n)
+
+
+def calls(n: int, seed: int = 1) -> CallBatch:
+    """n seeded calls of a 10-tower model, stamped in the past."""
+    model = CallModel(
+        ModelParams(rate=100.0, failure_prob=0.1, tower_weights=zipf_weights(10, 1.0)),
+        origin_us=int(PAST.timestamp() * 1e6),
+    )
+    return model.batch(n, 0.0, np.random.default_rng(seed))
+
+
+def uuids(batch: CallBatch) -> list[bytes]:
+    """The calls' UUIDs as bytes, in order."""
+    return [bytes(u) for u in batch.uuid]
+
+
+def spool_of(tmp: Path, *batches: CallBatch) -> tuple[Spool, Path, list[int]]:
+    """A spool holding the batches in one segment, and the byte offset where each record starts."""
+    spool = Spool(tmp / "spool")
+    starts = []
+    for b in batches:
+        [segment] = spool.segments() or [None]
+        starts.append(segment.stat().st_size if segment else 0)
+        spool.append(b)
+    spool.close()
+    [segment] = spool.segments()
+    return spool, segment, starts
+
+
+def flip(path: Path, offset: int) -> None:
+    """Invert one byte of a file."""
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def pipeline(
+    url: str,
+    tmp: Path,
+    writer: DbWriter | None = None,
+    metrics: GeneratorMetrics | None = None,
+    **opts: float,
+) -> Pipeline:
+    """A pipeline with fast flushes and retries, its spool and dead letters under tmp."""
+    options = WriteOptions(**{"flush_interval": 0.05, "retry_base_delay": 0.01, **opts})  # type: ignore[arg-type]
+    return Pipeline(writer or DbWriter(url), tmp / "spool", tmp / "dl.jsonl", options, metrics)

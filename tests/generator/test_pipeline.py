@@ -8,7 +8,6 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import psycopg
 import pytest
 from prometheus_client import generate_latest
@@ -16,27 +15,12 @@ from prometheus_client import generate_latest
 from generator.backfill import backfill
 from generator.batch import CallBatch
 from generator.metrics import GeneratorMetrics
-from generator.model import CallModel, ModelParams, zipf_weights
-from generator.pipeline import Pipeline, WriteOptions
 from generator.writer import DbWriter, copy_batch, copy_batch_idempotent
 from tests.fixtures.postgres import EcmDb
 from tests.fixtures.tools import require_binary
-from tests.generator.helpers import PAST, count_calls, query, wait_until
+from tests.generator.helpers import PAST, calls, count_calls, pipeline, query, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def calls(n: int, seed: int = 1) -> CallBatch:
-    model = CallModel(
-        ModelParams(rate=100.0, failure_prob=0.1, tower_weights=zipf_weights(10, 1.0)),
-        origin_us=int(PAST.timestamp() * 1e6),
-    )
-    return model.batch(n, 0.0, np.random.default_rng(seed))
-
-
-def pipeline(url: str, tmp: Path, writer: DbWriter | None = None, **opts: float) -> Pipeline:
-    options = WriteOptions(**{"flush_interval": 0.05, "retry_base_delay": 0.01, **opts})  # type: ignore[arg-type]
-    return Pipeline(writer or DbWriter(url), tmp / "spool", tmp / "dl.jsonl", options)
 
 
 def test_copy_batch_then_idempotent_retry_adds_nothing(test_db: EcmDb) -> None:
