@@ -119,8 +119,7 @@ def spool_of(tmp: Path, *batches: CallBatch) -> tuple[Spool, Path, list[int]]:
     spool = Spool(tmp / "spool")
     starts = []
     for b in batches:
-        [segment] = spool.segments() or [None]
-        starts.append(segment.stat().st_size if segment else 0)
+        starts.append(sum(p.stat().st_size for p in spool.segments()))
         spool.append(b)
     spool.close()
     [segment] = spool.segments()
