@@ -20,26 +20,43 @@ CONNECT_TIMEOUT_S = 5
 MAX_URL_CHARS = 4096
 MASK = "***"
 
-# Each pattern keeps what names the secret (group 1) and masks the value after it.
+# postgresql://user:secret@host: the password runs to the last '@' of the word, so one holding
+# an unencoded '@' or '/' is still covered (found by _mask_userinfo, in one pass).
+_URL_USER = re.compile(r"(?i)\b[a-z][a-z0-9+.-]{0,30}://[^\s:/@]*:")
+_WORD_END = re.compile(r"\s|\Z")
+# Each pattern keeps what names the secret (group 1) and masks the value after it. Names are
+# bounded or anchored so that no input makes a pattern scan the text more than a few times.
 _PATTERNS = (
-    # postgresql://user:secret@host: everything up to the last '@' of the word, so a password
-    # holding an unencoded '@' or '/' is still covered.
-    re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*:)\S*(?=@)"),
     # ...?password=secret&... and sslpassword: a query value ends at '&' or '#'.
-    re.compile(r"(?i)([?&][^\s=&#]*password=)[^\s&#]*"),
+    re.compile(r"(?i)([?&][a-z_]{0,30}password=)[^\s&#]*"),
     # --some-password secret / --some-password=secret, e.g. echoed by an argument parser.
-    re.compile(r"(?i)(--[\w-]*password(?:=|\s+))(?!-)\S+"),
+    re.compile(r"(?i)(?<![\w-])(--(?:[a-z0-9]+-){0,10}password(?:=|\s+))(?!-)\S+"),
     # password=secret, password = 'se cret' (libpq key/value), PGPASSWORD=..., 'password': '...'.
     re.compile(
-        r"""(?i)(?<![?&\w-])(\w*password['"]?\s*[=:]\s*)"""
+        r"""(?i)(?<![?&\w-])(\w{0,60}password['"]?\s*[=:]\s*)"""
         r"""('(?:[^'\\]|\\.)*'?|"(?:[^"\\]|\\.)*"?|\S+)"""
     ),
 )
 _QUOTED = re.compile(r'"([^"]*)"')
 
 
+def _mask_userinfo(text: str) -> str:
+    out, kept, start = [], 0, 0
+    while m := _URL_USER.search(text, start):
+        end = _WORD_END.search(text, m.end())
+        word_end = end.start() if end else len(text)
+        at = text.rfind("@", m.end(), word_end)
+        if at < 0:
+            start = word_end  # no '@' in this word: no password in it
+            continue
+        out += [text[kept : m.end()], MASK]
+        kept = start = at
+    return "".join(out) + text[kept:]
+
+
 def redact(text: str) -> str:
     """The text with the password of every connection string in it masked."""
+    text = _mask_userinfo(text)
     for pattern in _PATTERNS:
         text = pattern.sub(r"\g<1>" + MASK, text)
     return text
@@ -102,11 +119,6 @@ def check_url(url: str) -> None:
         conninfo_to_dict(url)
     except psycopg.Error as exc:
         raise ConfigError(f"database URL is not valid: {scrub(_first_line(exc), url)}") from None
-
-
-def has_password(url: str) -> bool:
-    """Whether url carries a password (callers refuse such a URL as a command-line argument)."""
-    return redact(url) != url or bool(_secret_parts(url))
 
 
 def connect(url: str, *, autocommit: bool = False, app: str = "ecm") -> psycopg.Connection:
