@@ -64,7 +64,7 @@ def query(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any
 def parse_counts(stdout: str) -> dict[str, int]:
     """The counts of the generator's last line: generated=N written=N ..."""
     line = stdout.strip().splitlines()[-1]
-    inner = line[line.index("(") + 1 : line.rindex(")")]
+    inner = line[line.rindex("(generated=") + 1 : line.rindex(")")]
     return {k: int(v) for k, v in (part.split("=") for part in inner.split())}
 
 
