@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import uuid
 from pathlib import Path
 
 import pytest
@@ -87,11 +91,64 @@ def test_bad_values_exit_2_with_one_line(
     assert "Traceback" not in proc.stderr
 
 
-def test_unreachable_database_at_start_exits_3(tmp_path: Path) -> None:
+def test_unreachable_database_at_start_spools_and_exits_4(tmp_path: Path) -> None:
+    """The generator starts anyway; calls still spooled at the end are a distinct status."""
     from stack.pgcluster import free_port
 
     url = f"postgresql://ecm@127.0.0.1:{free_port()}/ecm"
     proc = run_gen("--count", "5", "--database-url", url, tmp=tmp_path)
-    assert proc.returncode == 3
-    assert len(proc.stderr.strip().splitlines()) == 1
-    assert "cannot connect" in proc.stderr
+    assert proc.returncode == 4, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "5 call(s) wait in the spool" in last and "Traceback" not in proc.stderr
+
+
+def scram_matches(verifier: str, password: str) -> bool:
+    """Whether a SCRAM-SHA-256 verifier from pg_authid was made from this password (RFC 5802)."""
+    head, keys = verifier.split("$", 1)[1].split("$")
+    iterations, salt = head.split(":")
+    stored_key = base64.b64decode(keys.split(":")[0])
+    salted = hashlib.pbkdf2_hmac(
+        "sha256", password.encode(), base64.b64decode(salt), int(iterations)
+    )
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    return hashlib.sha256(client_key).digest() == stored_key
+
+
+def test_init_db_takes_passwords_from_a_file_never_from_a_flag(
+    empty_db: str, tmp_path: Path
+) -> None:
+    secret = f"pw-{uuid.uuid4().hex}"
+    pw_file = tmp_path / "generator-password"
+    pw_file.write_text(secret + "\n")
+    proc = run_gen(
+        "init-db",
+        "--database-url",
+        empty_db,
+        "--generator-password-file",
+        str(pw_file),
+        tmp=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "login role ecm_generator ready" in proc.stdout
+    assert secret not in proc.stdout + proc.stderr
+    [(verifier,)] = query(
+        empty_db, "SELECT rolpassword FROM pg_authid WHERE rolname = 'ecm_generator'"
+    )
+    assert scram_matches(verifier, secret)
+    flag = run_gen(
+        "init-db", "--database-url", empty_db, "--generator-password", secret, tmp=tmp_path
+    )
+    assert flag.returncode == 2
+    assert "unrecognized arguments" in flag.stderr and secret not in flag.stderr
+
+
+def test_init_db_password_file_problems_are_one_line(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    for path, needle in ((empty, "no password"), (tmp_path / "missing", "cannot read")):
+        proc = run_gen(
+            "init-db", "--exporter-password-file", str(path), "--check-only", tmp=tmp_path
+        )
+        assert proc.returncode == 2
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert "--exporter-password-file" in proc.stderr and needle in proc.stderr

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from ecm_common.errors import ConfigError
-from stack import rules
 from ecm_common.slo import BurnRateWindow, Slo
+from stack import rules
 from stack.rules import RuleParams
 from tests.fixtures.tools import require_binary
 from tests.stack.livestack import E2E_RULES
