@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from exporter import __main__ as exporter_cli
 from stack.pgcluster import free_port
 from tests.exporter.helpers import Call, percentile_cont, write_calls
 from tests.fixtures.postgres import EcmDb
@@ -166,3 +169,104 @@ def test_check_only_validates_the_example_and_layers(tmp_path: Path) -> None:
     assert (
         ":9100," in proc.stdout and "interval 20s" in proc.stdout and "windows 5m,1h" in proc.stdout
     )
+
+
+@pytest.fixture
+def exporter_main(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., tuple[int, str, str]]:
+    """main(argv) in-process with a clean ECM_* environment; (status, stdout, stderr)."""
+    for key in [k for k in os.environ if k.startswith("ECM_")]:
+        monkeypatch.delenv(key)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        status = exporter_cli.main(list(args))
+        out = capsys.readouterr()
+        return status, out.out, out.err
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--warn-failure-ratio", "0.05"], "warn_failure_ratio"),
+        (["--warn-p95-seconds", "8", "--alert-p95-seconds", "8"], "warn_p95_seconds"),
+        (["--interval", "inf"], "interval"),
+        (["--interval", "2h"], "interval"),
+        (["--warn-p95-seconds", "nan"], "warn_p95_seconds"),
+        (["--alert-failure-ratio", "inf"], "alert_failure_ratio"),
+        (["--windows", "8d"], "windows"),
+        (["--windows", "90s"], "windows"),
+        (["--min-calls", "[1]"], "min_calls"),
+        (["--database-url", "mysql://x"], "database_url"),
+        (["--once", "--window", "99999999"], "--window"),
+        (["--listen-address", "a b"], "listen_address"),
+    ],
+)
+def test_bad_values_never_pass_check_only(
+    args: list[str], needle: str, exporter_main: Callable[..., tuple[int, str, str]]
+) -> None:
+    status, out, err = exporter_main(*args, "--check-only")
+    assert status == 2, out + err
+    assert len(err.strip().splitlines()) == 1 and needle in err
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"interval: 10\n\xff\n", "not UTF-8"),
+        (b"interval: 10\ninterval: 20\n", "duplicate key 'interval'"),
+        (b"windows: &w [5m]\nx: *w\n", "aliases"),
+        (b"interval: [10]\n", "interval"),
+        (b"min_calls: null\n", "min_calls"),
+        (b"warn_failure_ratio: .nan\n", "warn_failure_ratio"),
+    ],
+)
+def test_bad_config_files_are_one_line(
+    content: bytes,
+    needle: str,
+    exporter_main: Callable[..., tuple[int, str, str]],
+    tmp_path: Path,
+) -> None:
+    cfg = tmp_path / "e.yml"
+    cfg.write_bytes(content)
+    status, _, err = exporter_main("--config", str(cfg), "--check-only")
+    assert status == 2
+    assert len(err.strip().splitlines()) == 1 and needle in err and str(cfg) in err
+
+
+def test_windows_take_the_common_duration_syntax(
+    exporter_main: Callable[..., tuple[int, str, str]],
+) -> None:
+    status, out, err = exporter_main(
+        "--windows", "5m,1h30m,2d", "--interval", "30s", "--check-only"
+    )
+    assert status == 0, err
+    assert "windows 5m,1h30m,2d" in out and "interval 30s" in out
+
+
+def test_database_password_is_not_echoed_by_a_bad_url(
+    exporter_main: Callable[..., tuple[int, str, str]],
+) -> None:
+    secret = "hunter2-not-shown"
+    status, _, err = exporter_main(
+        "--database-url", f"postgresql://u:{secret}@h:99999/db", "--check-only"
+    )
+    assert status == 2
+    assert "database_url" in err and secret not in err
+
+
+def test_port_in_use_is_one_line_and_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_cli(
+            "--listen-address", "127.0.0.1", "--port", str(port),
+            "--database-url", "postgresql://x@127.0.0.1:1/x",
+        )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"ecm-exporter: error: port: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
