@@ -14,9 +14,23 @@ log = logging.getLogger(__name__)
 JOB_ID = "refresh"
 
 
+class _SkipsCountedElsewhere(logging.Filter):
+    """Drops APScheduler's warning for each run skipped behind a long refresh: the refresh job
+    counts overruns in a metric and logs them at most once per period; this would log every
+    interval for as long as a database hangs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for the 'maximum number of running instances reached' warning."""
+        return "maximum number of running instances reached" not in str(record.msg)
+
+
+_SKIPS = _SkipsCountedElsewhere()
+
+
 def start_scheduler(refresh: Callable[[], Any], interval_s: float) -> BackgroundScheduler:
     """A started scheduler running refresh now and then every interval_s seconds."""
     sched = BackgroundScheduler(timezone=UTC)
+    logging.getLogger("apscheduler.scheduler").addFilter(_SKIPS)  # added once: same object
     sched.add_job(
         refresh,
         "interval",
