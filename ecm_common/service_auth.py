@@ -6,17 +6,16 @@ from __future__ import annotations
 import hmac
 import os
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
+from ecm_common.config import read_text
 from ecm_common.errors import ConfigError
 from ecm_common.service_errors import Problem
 
-MAX_TOKEN_FILE_BYTES = 4096
 _scheme = HTTPBearer(auto_error=False, description="Authorization: Bearer <token>")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_scheme)]
 
@@ -32,17 +31,9 @@ def load_token(name: str, environ: Mapping[str, str] | None = None) -> SecretStr
     if value and file_name:
         raise ConfigError(f"set {name} or {name}_FILE, not both")
     if file_name:
-        path = Path(file_name)
-        try:
-            with path.open("rb") as fh:
-                raw = fh.read(MAX_TOKEN_FILE_BYTES + 1)
-        except OSError as exc:
-            raise ConfigError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
-        if len(raw) > MAX_TOKEN_FILE_BYTES:
-            raise ConfigError(f"{name}_FILE: {path} is over {MAX_TOKEN_FILE_BYTES} bytes")
-        value = raw.decode("utf-8", errors="replace").strip()
+        value = read_text(file_name, what=f"the token file in {name}_FILE").strip()
         if not value:
-            raise ConfigError(f"{name}_FILE: {path} is empty")
+            raise ConfigError(f"{file_name}: the token file in {name}_FILE is empty")
     return SecretStr(value) if value else None
 
 

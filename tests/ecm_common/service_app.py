@@ -22,6 +22,7 @@ from ecm_common.service import (
     HttpSettings,
     ReadyCheck,
     RequireToken,
+    bearer_token,
     create_app,
     load_token,
     serve,
@@ -45,9 +46,10 @@ def build(
     *,
     settings: HttpSettings | None = None,
     token: SecretStr | None = None,
+    admin_token: SecretStr | None = None,
     ready_check: ReadyCheck | None = None,
 ) -> FastAPI:
-    """The tiny app on this registry."""
+    """The tiny app on this registry; /admin takes admin_token, a second token."""
     router = APIRouter()
 
     @router.get("/items/{item_id}")
@@ -57,6 +59,10 @@ def build(
     @router.post("/items", status_code=201, dependencies=[RequireToken])
     async def add_item(item: Item) -> dict[str, str]:
         return {"added": item.name}
+
+    @router.delete("/items/{item_id}", dependencies=[bearer_token(admin_token)])
+    async def delete_item(item_id: int) -> dict[str, int]:
+        return {"deleted": item_id}
 
     @router.get("/boom")
     async def boom() -> None:
