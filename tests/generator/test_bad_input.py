@@ -156,7 +156,7 @@ def phases(n: int, overlap: bool = False) -> str:
     return f"name: t\ndescription: d\nphases:\n{body}"
 
 
-CONFIG_CASES = {
+CONFIG_CASES: dict[str, tuple[str | bytes, str]] = {
     "not UTF-8": (b"rate: 5\n\xff\xfe\n", "not UTF-8"),
     "list for a number": ("rate: [1]\n", "rate"),
     "null for a number": ("rate: null\n", "rate"),
@@ -237,7 +237,7 @@ def test_database_url_password_is_never_echoed(gen: Callable[..., tuple[int, str
     assert "database_url" in err and SECRET not in err
 
 
-SCENARIO_CASES = {
+SCENARIO_CASES: dict[str, tuple[str | bytes, str]] = {
     "infinite start": (
         "name: t\ndescription: d\nphases:\n  - {name: a, start: .inf, duration: 1m}\n",
         "start",
