@@ -15,6 +15,7 @@ logic; create_app adds what every service shares.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import signal
 import socket
@@ -80,7 +81,7 @@ def create_app(
     ready_check: ReadyCheck | None = None,
     token: SecretStr | None = None,
     routers: Sequence[APIRouter] = (),
-    version: str = "0.1.0",
+    version: str | None = None,
     lifespan: Lifespan | None = None,
 ) -> FastAPI:
     """A FastAPI app with the shared endpoints, errors, limits and metrics, plus these routers.
@@ -88,13 +89,10 @@ def create_app(
     ready_check is a blocking callable that raises when the service cannot work (for example
     database_check(url)); /readyz runs it in a thread with settings.readiness_timeout_s.
     token guards the routes that declare `dependencies=[RequireToken]`; None leaves them open.
+    Routes come in through routers, so that /metrics knows them from the start.
     """
     cfg = settings or HttpSettings()
-    app = FastAPI(
-        title=name,
-        version=version,
-        lifespan=lifespan,
-    )
+    app = FastAPI(title=name, version=version or _package_version(), lifespan=lifespan)
     app.state.ecm_token = token
     install_problem_handlers(app)
     app.include_router(_ops_router(registry, ready_check, cfg.readiness_timeout_s))
@@ -109,6 +107,13 @@ def create_app(
     )
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("ecm")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 def _ops_router(
