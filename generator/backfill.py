@@ -182,7 +182,9 @@ def backfill(
     """Write calls with timestamps in [start, end) at ``rate`` calls/s of history; returns counts.
 
     ``options`` are any other GeneratorSettings fields (towers, failure_prob, batch_size,
-    spool_dir, ...). The scenario's phases start at ``start``.
+    spool_dir, ...). The scenario's phases start at ``start``. A range ending in the future is a
+    ConfigError; when not every call was stored, a ``generator.outcome.RunOutcome`` error carries
+    the counts.
     """
     settings = GeneratorSettings.model_validate(
         {"database_url": url, "rate": rate, "scenario": scenario, "seed": seed, **options}

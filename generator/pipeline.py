@@ -479,6 +479,9 @@ class Pipeline:
         except SpoolError as exc:
             self._fail(str(exc))
             return
+        except OSError as exc:
+            self._fail(f"cannot read the spool {self.spool.dir}: {exc.strerror or exc}")
+            return
         if self._down or replayed:
             log.info("database back: %d spooled calls replayed", replayed)
         self._down = False
