@@ -197,6 +197,7 @@ class RefreshJob:
             read_at: float | None = None
             failures_before = sum(q.failures for q in self.queries.values())
             main_query = "rebuild" if self.rollup is None else "new_calls"
+            had_rollup = self.rollup is not None
             try:
                 read_at = self._refresh()
                 assert self.rollup is not None
@@ -213,8 +214,9 @@ class RefreshJob:
                 self._fail(f"unexpected error: {exc}", logged=True)
                 ok = False
             if not ok:
+                if had_rollup:  # else the pending reason (start, database_changed) stands
+                    self._rebuild_reason = "recovery"
                 self.rollup = None
-                self._rebuild_reason = "recovery"
                 read_at = None
                 if sum(q.failures for q in self.queries.values()) == failures_before:
                     # Failed before a named query ran (connect, snapshot): charge the main query.

@@ -69,6 +69,7 @@ def test_down_at_start_then_restart_mid_run(
         assert value(text, "ecm_database_up") == 1
         assert value(text, "ecm_window_calls", window="1h") == 100
         assert total(text, "ecm_calls_total") == 0
+        assert value(text, "ecm_exporter_rebuilds_total", reason="start") == 1
         write_calls(writer, [Call(clock.now, "TOWER_2", 1500, "CORE_TIMEOUT")] * 20)
         assert job.refresh()
         last_ok = value(
@@ -100,6 +101,8 @@ def test_down_at_start_then_restart_mid_run(
         assert value(text, "ecm_calls_total", tower="TOWER_3") == 30
         assert value(text, "ecm_window_calls", window="1h") == 150
         assert value(text, "ecm_window_failed_calls", window="5m") == 20
+        assert value(text, "ecm_exporter_rebuilds_total", reason="recovery") == 1
+        assert value(text, "ecm_exporter_rebuilds_total", reason="start") == 1
         assert value(text, "ecm_exporter_last_refresh_success_timestamp_seconds") == clock.now
     finally:
         job.close()
