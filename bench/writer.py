@@ -49,10 +49,11 @@ def generator_write(url: str, rows: int, start: datetime, towers: int) -> tuple[
         t0 = time.perf_counter()
         # Its progress line goes to stderr; the benchmark prints its own table instead.
         with contextlib.redirect_stderr(io.StringIO()):
+            # History ending at start: backfill refuses a range that ends in the future.
             counts = backfill(
                 url,
+                start - timedelta(seconds=span),
                 start,
-                start + timedelta(seconds=span),
                 BACKFILL_RATE,
                 seed=7,
                 towers=towers,
