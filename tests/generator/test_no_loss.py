@@ -231,3 +231,16 @@ def test_backfill_refuses_a_range_that_ends_in_the_future(tmp_path: Path) -> Non
             rate=1.0,
             spool_dir=str(tmp_path / "spool"),
         )
+
+
+def test_missing_temp_grant_is_reported_not_spooled_forever(test_db: EcmDb, tmp_path: Path) -> None:
+    spool_of(tmp_path, calls(80))  # a replay takes the idempotent path through a temp table
+    with psycopg.connect(test_db.url, autocommit=True) as conn:
+        for role in ("PUBLIC", "ecm_writer"):
+            conn.execute(f"REVOKE TEMPORARY ON DATABASE {test_db.name} FROM {role}")
+    p = pipeline(test_db.writer_url, tmp_path)
+    p.start()
+    counts = p.close()
+    assert counts.refusal is not None
+    assert "temporary tables" in counts.refusal and "42501" in counts.refusal
+    assert (counts.retries, counts.in_spool, counts.written) == (0, 80, 0)
