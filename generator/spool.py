@@ -19,6 +19,7 @@ import logging
 import mmap
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -278,6 +279,8 @@ class DeadLetters:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # The producer (invalid calls) and the writer thread (refused rows) both append.
+        self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -290,7 +293,7 @@ class DeadLetters:
         if not items:
             return
         now = datetime.now(UTC).isoformat()
-        with open(self.path, "a", encoding="utf-8") as fh:
+        with self._lock, open(self.path, "a", encoding="utf-8") as fh:
             for call, reason in items:
                 fh.write(json.dumps({"time": now, "reason": reason, "call": call}) + "\n")
             fh.flush()
