@@ -307,7 +307,8 @@ class Pipeline:
 
     def _finish(self) -> None:
         try:
-            self.counts.in_spool = self.spool.rows_waiting()
+            # Records already replayed stay in a half-replayed segment: they are not waiting.
+            self.counts.in_spool = self.spool.rows_waiting(self._replayed)
         except OSError as exc:
             log.error("cannot count the calls left in the spool %s: %s", self.spool.dir, exc)
         if self.counts.in_spool:

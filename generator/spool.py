@@ -21,7 +21,7 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -240,15 +240,16 @@ class Spool:
                     rec = np.frombuffer(bytes(buf[item.payload]), dtype=RECORD_DTYPE)
                     yield Record(pos, item.end, CallBatch.from_records(rec, item.towers))
 
-    def rows_waiting(self) -> int:
-        """Calls in intact records of every segment (what the next run would replay)."""
+    def rows_waiting(self, done: Mapping[Path, int] | None = None) -> int:
+        """Calls in intact records of every segment, past the byte offsets in ``done``."""
         total = 0
         for segment in self.segments():
+            start = (done or {}).get(segment, 0)
             with open(segment, "rb") as fh:
-                if os.fstat(fh.fileno()).st_size == 0:
+                if os.fstat(fh.fileno()).st_size <= start:
                     continue
                 with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                    total += sum(f.rows for _, f in _scan(buf, 0) if isinstance(f, _Frame))
+                    total += sum(f.rows for _, f in _scan(buf, start) if isinstance(f, _Frame))
         return total
 
     def quarantine(self, segment: Path, bad: BadRange) -> Path:

@@ -244,3 +244,28 @@ def test_missing_temp_grant_is_reported_not_spooled_forever(test_db: EcmDb, tmp_
     assert counts.refusal is not None
     assert "temporary tables" in counts.refusal and "42501" in counts.refusal
     assert (counts.retries, counts.in_spool, counts.written) == (0, 80, 0)
+
+
+class LostAfterFirstWrite(DbWriter):
+    """A real writer whose connection is lost for good after its first write."""
+
+    writes = 0
+
+    def write(self, batch: CallBatch, *, idempotent: bool) -> int:
+        self.writes += 1
+        if self.writes > 1:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return super().write(batch, idempotent=idempotent)
+
+
+def test_calls_left_in_spool_exclude_those_replayed_before_an_outage(
+    test_db: EcmDb, tmp_path: Path
+) -> None:
+    first, second = calls(50, seed=1), calls(70, seed=2)
+    spool_of(tmp_path, first, second)
+    writer = LostAfterFirstWrite(test_db.writer_url)
+    p = pipeline(test_db.writer_url, tmp_path, writer, max_retries=0)
+    p.start()
+    counts = p.close()
+    assert (counts.written, counts.in_spool) == (50, 70)
+    assert stored_uuids(test_db.url) == set(uuids(first))
