@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-quick lint format rules dashboards clean
+.PHONY: demo test fuzz bench bench-quick lint format rules dashboards clean
 
 # One venv for every target: the dev tools, and the embedded PostgreSQL that `make demo` falls
 # back to without server binaries (a test runs the local run on it).
@@ -18,6 +18,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fuzz test of both command lines with many examples (the suite runs a few dozen).
+fuzz: $(STAMP)
+	ECM_FUZZ_EXAMPLES=$${ECM_FUZZ_EXAMPLES:-5000} $(PY) -m pytest tests/test_fuzz.py -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m bench $(ARGS)

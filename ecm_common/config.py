@@ -98,6 +98,12 @@ def shorten(value: object, limit: int = MAX_SHOWN) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def one_line(text: str, limit: int = MAX_SHOWN) -> str:
+    """Text on one line (whitespace runs become one space), cut to about limit characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 def _check_database_url(value: str | None) -> str | None:
     """The URL's form only (postgresql://... or key=value); the message never shows it."""
     if value is None:
@@ -181,13 +187,13 @@ def parse_yaml(text: str, source: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = (exc.problem or exc.context or "syntax error")[:MAX_SHOWN]
+        problem = one_line(exc.problem or exc.context or "syntax error")
         raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {str(exc)[:MAX_SHOWN]}") from None
+        raise ConfigError(f"{source}: not valid YAML: {one_line(str(exc))}") from None
     except (ValueError, OverflowError, RecursionError) as exc:
         # Tagged values such as a timestamp with year 0 fail while being built.
-        raise ConfigError(f"{source}: a value cannot be read: {str(exc)[:MAX_SHOWN]}") from None
+        raise ConfigError(f"{source}: a value cannot be read: {one_line(str(exc))}") from None
 
 
 def read_text(path: str | Path, what: str = "configuration file") -> str:
@@ -242,7 +248,9 @@ def describe_error(exc: ValidationError, source: str) -> str:
     errors = exc.errors()
     for err in errors[:MAX_ERRORS]:
         key = _key(err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        msg = one_line(
+            str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, "), 200
+        )
         if err["type"] == "extra_forbidden":
             parts.append(f"unknown key {shorten(key)}")
             continue

@@ -28,7 +28,7 @@ def parse_duration(value: object, *, max_seconds: float = MAX_SECONDS) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected {SYNTAX}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = float(value) if abs(value) <= max_seconds else math.inf
     elif isinstance(value, str):
         text = value.strip().replace(" ", "")
         if len(text) > _MAX_TEXT:

@@ -14,7 +14,7 @@ from types import FrameType
 from typing import NoReturn
 
 from ecm_common.cli import run
-from ecm_common.config import check_listen, option_names
+from ecm_common.config import check_listen, one_line, option_names
 from ecm_common.db import database_url, redact
 from ecm_common.errors import ConfigError
 from ecm_common.logs import setup_logging
@@ -44,7 +44,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Raise instead of printing usage."""
-        raise ConfigError(f"{message} (see --help)")
+        raise ConfigError(f"{one_line(message, 200)} (see --help)")
 
 
 def _once_window(text: str) -> int:

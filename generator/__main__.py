@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 from db.migrate import migrate
 from db.roles import EXPORTER_LOGIN, GENERATOR_LOGIN, LOGINS, ensure_login
 from ecm_common.cli import run
-from ecm_common.config import check_listen, load_config
+from ecm_common.config import check_listen, load_config, one_line
 from ecm_common.db import database_url, redact
 from ecm_common.errors import ConfigError
 from ecm_common.logs import setup_logging
@@ -72,7 +72,7 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        raise ConfigError(message)
+        raise ConfigError(one_line(message, 200))
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
