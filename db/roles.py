@@ -19,7 +19,16 @@ log = logging.getLogger(__name__)
 
 EXPORTER_LOGIN = "ecm_exporter"
 GENERATOR_LOGIN = "ecm_generator"
-LOGINS = {EXPORTER_LOGIN: "ecm_reader", GENERATOR_LOGIN: "ecm_writer"}
+BROADCAST_LOGIN = "ecm_broadcast"
+LOGINS = {
+    EXPORTER_LOGIN: "ecm_reader",
+    GENERATOR_LOGIN: "ecm_writer",
+    BROADCAST_LOGIN: "ecm_broadcast_rw",
+}
+# The ECM API writes PM events and keeps their rollups (0004); Grafana's datasource reads.
+API_LOGIN = "ecm_api"
+GRAFANA_LOGIN = "ecm_grafana"
+LOGINS.update({API_LOGIN: "ecm_api_rw", GRAFANA_LOGIN: "ecm_reader"})
 PASSWORD_ALGORITHM = "scram-sha-256"
 
 
