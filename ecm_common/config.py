@@ -279,6 +279,10 @@ def load_config(
     layers.append(("command line", {k: v for k, v in (flags or {}).items() if v is not None}))
     merged: dict[str, Any] = {}
     for source, values in layers:
+        # A group's name is no option: users name its fields directly.
+        for key in values:
+            if key in model.flat:
+                raise ConfigError(f"{source}: unknown key {shorten(key)}")
         # Validate each layer alone first so the error names the layer that holds the bad value.
         validate(model, {**_defaults(model), **values}, source)
         merged.update(values)

@@ -29,9 +29,11 @@ log = logging.getLogger(__name__)
 # Bounds on the work a scenario can cause: phases, and the timeline's segments x towers cells
 # (each cell holds a failure probability, a reason mix and multipliers).
 MAX_PHASES = 1000
-MAX_TIMELINE_CELLS = 2_000_000
-# Summed over phases, the segments each phase is active in: the timeline's inner loop.
+MAX_TIMELINE_CELLS = 500_000
+# Summed over phases, the segments each phase is active in (the timeline's inner loop), and the
+# same weighted by the phase's towers (the elements that loop touches).
 MAX_PHASE_SEGMENTS = 20_000
+MAX_PHASE_WORK = 5_000_000
 MAX_MULTIPLIER = 100.0
 
 # Alerts a scenario may claim to raise (prometheus/ rules define them).
@@ -203,14 +205,18 @@ class Scenario:
         cdf = np.empty((s, t, len(REASONS)))
         lat_mult = np.ones((s, t))
         sigma = np.full((s, t), params.latency_sigma)
-        for k, b in enumerate(breaks):
+        # Phases active in each segment, found once per phase (not once per segment and phase).
+        active_in: list[list[tuple[Phase, npt.NDArray[np.int64]]]] = [[] for _ in breaks]
+        for ph, towers in zip(self.phases, self.targets, strict=True):
+            idx = np.array(towers, dtype=np.int64)
+            for k in range(
+                bisect.bisect_left(breaks, ph.start), bisect.bisect_left(breaks, ph.end)
+            ):
+                active_in[k].append((ph, idx))
+        for k in range(s):
             base_mix = np.tile(r0, (t, 1))
             none_fires = np.full(t, 1.0 - params.failure_prob)
-            active = [
-                (ph, np.array(tg))
-                for ph, tg in zip(self.phases, self.targets, strict=True)
-                if ph.start <= b < ph.end
-            ]
+            active = active_in[k]
             for ph, tg in active:
                 e = ph.effects
                 rate_mult[k, tg] *= e.rate_multiplier
@@ -257,7 +263,9 @@ def pick_share(key: str, share: float, n_towers: int) -> tuple[int, ...]:
     return tuple(sorted(int(i) for i in rng.permutation(n_towers)[:k]))
 
 
-def check_work(path: str, phases: list[Phase], n_towers: int) -> None:
+def check_work(
+    path: str, phases: list[Phase], targets: list[tuple[int, ...]], n_towers: int
+) -> None:
     """ConfigError when the timeline would be too large to build in bounded time and memory."""
     breaks = sorted({0.0} | {p.start for p in phases} | {p.end for p in phases})
     if len(breaks) * n_towers > MAX_TIMELINE_CELLS:
@@ -265,13 +273,16 @@ def check_work(path: str, phases: list[Phase], n_towers: int) -> None:
             f"scenario {path}: {len(breaks)} phase boundaries x {n_towers} towers is more than "
             f"{MAX_TIMELINE_CELLS} timeline cells; use fewer phases or towers"
         )
-    active = sum(
+    spans = [
         bisect.bisect_left(breaks, p.end) - bisect.bisect_left(breaks, p.start) for p in phases
-    )
-    if active > MAX_PHASE_SEGMENTS:
+    ]
+    active = sum(spans)
+    work = sum(n * len(tg) for n, tg in zip(spans, targets, strict=True))
+    if active > MAX_PHASE_SEGMENTS or work > MAX_PHASE_WORK:
         raise ConfigError(
-            f"scenario {path}: phases overlap too much ({active} phase segments, at most "
-            f"{MAX_PHASE_SEGMENTS}); use fewer or shorter phases"
+            f"scenario {path}: phases overlap too much ({active} phase segments over {work} "
+            f"tower segments, at most {MAX_PHASE_SEGMENTS} and {MAX_PHASE_WORK}); use fewer or "
+            "shorter phases or fewer towers"
         )
 
 
@@ -309,7 +320,7 @@ def load_scenario(path: str | Path, *, n_towers: int) -> Scenario:
     duration = top.duration if top.duration is not None else max(p.end for p in phases)
     if duration > MAX_SECONDS:
         raise ConfigError(f"scenario {path}: ends after more than ten years")
-    check_work(str(path), phases, n_towers)
+    check_work(str(path), phases, targets, n_towers)
     for p in phases:
         if p.end > duration:
             raise ConfigError(

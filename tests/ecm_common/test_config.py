@@ -137,6 +137,8 @@ def test_grouped_options_keep_their_top_level_names(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_config(Settings, flags={"high": "500"}, environ={})
     assert str(exc.value).startswith("command line: key 'high':")
+    with pytest.raises(ConfigError, match="unknown key 'limits'"):
+        load_config(Settings, file=yaml_file(tmp_path, "limits: {low: 3}\n"), environ={})
 
 
 def test_a_taken_port_is_a_config_error() -> None:
