@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import numpy as np
 import psycopg
 
 from ecm_common.clock import Clock, SystemClock
@@ -40,6 +41,10 @@ class BatchWriter(Protocol):
 
     def write(self, batch: CallBatch, *, idempotent: bool) -> int:
         """Store the batch and return the rows newly stored; idempotent when it may be stored."""
+        ...
+
+    def write_isolating(self, batch: CallBatch) -> tuple[int, list[tuple[int, str]]]:
+        """Store the rows of a refused batch that the database takes: (new rows, refused rows)."""
         ...
 
     def close(self) -> None:
@@ -310,9 +315,7 @@ class Pipeline:
                 # Part of the batch is already stored: store the rest without doubling anything.
                 return self._try_write(batch, True)
             if verdict == "reject":
-                reason = f"database refused it: {explain(exc)}"
-                self._dead_letter([(row, reason) for row in batch.rows()])
-                return "done"
+                return self._store_refused(batch)
             if verdict == "refuse":
                 self._refuse(explain(exc))
                 return "refused"
@@ -322,6 +325,24 @@ class Pipeline:
         self.metrics.last_write.set(self.clock.time())
         self._count("written", new)
         self._count("already_stored", len(batch) - new)
+        return "done"
+
+    def _store_refused(self, batch: CallBatch) -> Outcome:
+        """The database refused some rows: store the others, dead-letter only the refused."""
+        try:
+            new, refused = self.writer.write_isolating(batch)
+        except (psycopg.Error, EcmError) as exc:
+            if classify(exc) == "refuse":
+                self._refuse(explain(exc))
+                return "refused"
+            log.warning("writing %d calls failed: %s", len(batch), explain(exc))
+            return "retry"
+        if refused:
+            rows = batch.take(np.array([i for i, _ in refused], dtype=np.int64)).rows()
+            reasons = [f"database refused it: {why}" for _, why in refused]
+            self._dead_letter(list(zip(rows, reasons, strict=True)))
+        self._count("written", new)
+        self._count("already_stored", len(batch) - new - len(refused))
         return "done"
 
     def _keep(self, batch: CallBatch) -> None:

@@ -22,6 +22,7 @@ INSERT_FROM_STAGE = (
     f" SELECT {COLUMNS} FROM ecm_generator_stage"
     " ON CONFLICT (call_uuid) DO NOTHING"
 )
+EMPTY_STAGE = "DELETE FROM ecm_generator_stage"
 
 # Session limits of the writer's connection (milliseconds, as text): a hung statement or a lock
 # wait fails after the write timeout and takes the retry/spool path.

@@ -3,11 +3,13 @@
 Every write runs under a statement and lock timeout, so a hung database (a lock, a stuck
 server) fails like a lost connection after a bounded time. ``classify`` tells the pipeline what a
 failure means: worth a retry, the rows are already stored, these rows are refused, or the
-database refuses this writer altogether (a missing grant, a different schema).
+database refuses this writer altogether (a missing grant, a different schema). A batch with
+refused rows is searched by halving under savepoints, so only the refused rows are set aside.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Callable
 from typing import Literal
@@ -27,10 +29,18 @@ log = logging.getLogger(__name__)
 # (28), missing catalog or schema (3D, 3F), unsupported features (0A).
 _REFUSED_CLASSES = ("42", "28", "3D", "3F", "0A")
 
+# More refused rows than this in one batch is no bad row but a schema that does not fit: the
+# writer is refused instead (the run stops and keeps the batch), which also bounds the search.
+MAX_REFUSED_ROWS = 64
+
 # Default bound of one statement or lock wait of the writer (option write_timeout).
 WRITE_TIMEOUT_S = 30.0
 
 Verdict = Literal["retry", "duplicate", "reject", "refuse"]
+
+
+class TooManyRefused(EcmError):
+    """The database refused so many rows of one batch that the schema itself must differ."""
 
 
 def classify(exc: BaseException) -> Verdict:
@@ -89,6 +99,47 @@ def copy_batch_idempotent(conn: psycopg.Connection, batch: CallBatch) -> int:
         return max(cur.rowcount, 0)
 
 
+def copy_batch_isolating(
+    conn: psycopg.Connection, batch: CallBatch
+) -> tuple[int, list[tuple[int, str]]]:
+    """Store the rows the database takes from a refused batch: (rows newly added, refused rows).
+
+    The batch is halved under savepoints, in one transaction, until every refused part is a
+    single row, so a row the database refuses (a constraint, a data error) costs that row only:
+    refused rows come back as (index in the batch, reason). More than ``MAX_REFUSED_ROWS`` is
+    TooManyRefused; that and any other error abort the whole transaction, storing nothing.
+    """
+    new = 0
+    refused: list[tuple[int, str]] = []
+    n = len(batch)
+    parts = collections.deque([(0, n // 2), (n // 2, n)] if n > 1 else [(0, n)])
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(queries.CREATE_STAGE)
+        while parts:
+            lo, hi = parts.popleft()
+            if lo == hi:
+                continue
+            try:
+                with conn.transaction():
+                    with cur.copy(queries.COPY_STAGE) as copy:
+                        copy.write(encode_copy(batch.take(slice(lo, hi))))
+                    cur.execute(queries.INSERT_FROM_STAGE)
+                    new += max(cur.rowcount, 0)
+                    cur.execute(queries.EMPTY_STAGE)
+            except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                if hi - lo == 1:
+                    refused.append((lo, explain(exc)))
+                    if len(refused) > MAX_REFUSED_ROWS:
+                        raise TooManyRefused(
+                            f"it refused more than {MAX_REFUSED_ROWS} of {n} rows of one batch,"
+                            f" the last for {explain(exc)}"
+                        ) from None
+                else:
+                    mid = (lo + hi) // 2
+                    parts.extendleft([(mid, hi), (lo, mid)])
+    return new, refused
+
+
 def upsert_towers(conn: psycopg.Connection, weights: tuple[float, ...]) -> None:
     """Record the towers in use (TOWER_1..N) and their traffic weights in ``towers``."""
     names = [tower_name(i + 1) for i in range(len(weights))]
@@ -142,6 +193,14 @@ class DbWriter:
             if idempotent:
                 return copy_batch_idempotent(conn, batch)
             return copy_batch(conn, batch)
+        except BaseException:
+            self.close()
+            raise
+
+    def write_isolating(self, batch: CallBatch) -> tuple[int, list[tuple[int, str]]]:
+        """Store what the database takes of a refused batch (``copy_batch_isolating``)."""
+        try:
+            return copy_batch_isolating(self.connection(), batch)
         except BaseException:
             self.close()
             raise

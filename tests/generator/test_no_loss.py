@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -136,11 +138,9 @@ def test_missing_grant_stops_the_run_and_keeps_the_calls(test_db: EcmDb, tmp_pat
     assert count_calls(test_db.url) == 200
 
 
-def test_other_unique_violation_is_dead_lettered_not_spooled(
-    test_db: EcmDb, tmp_path: Path
-) -> None:
+def test_other_unique_violation_costs_the_clashing_row_only(test_db: EcmDb, tmp_path: Path) -> None:
     batch = calls(300, seed=3)
-    clash = batch.take(slice(0, 1))
+    clash = batch.take(slice(117, 118))
     clash.uuid = np.full_like(clash.uuid, 7)
     with psycopg.connect(test_db.url, autocommit=True) as conn:
         conn.execute("CREATE UNIQUE INDEX one_call_per_caller ON emergency_calls (caller_id)")
@@ -149,10 +149,49 @@ def test_other_unique_violation_is_dead_lettered_not_spooled(
     p.start()
     p.submit(batch)
     counts = p.close()
-    assert (counts.dead_lettered, counts.spooled, counts.retries, counts.in_spool) == (300, 0, 0, 0)
-    lines = (tmp_path / "dl.jsonl").read_text().splitlines()
-    assert len(lines) == 300 and "one_call_per_caller" in lines[0] and "23505" in lines[0]
+    assert (counts.written, counts.dead_lettered) == (299, 1)
+    assert (counts.spooled, counts.retries, counts.in_spool) == (0, 0, 0)
+    [line] = (tmp_path / "dl.jsonl").read_text().splitlines()
+    doc = json.loads(line)
+    assert "one_call_per_caller" in doc["reason"] and "23505" in doc["reason"]
+    assert doc["call"]["call_uuid"] == str(uuid.UUID(bytes=uuids(batch)[117]))
+    assert stored_uuids(test_db.url) == set(uuids(batch)) - {uuids(batch)[117]} | {bytes([7] * 16)}
     check_outcome(counts, tmp_path / "spool")  # refused rows are accounted for, not lost
+
+
+def test_rows_a_constraint_refuses_are_dead_lettered_the_rest_stored(
+    test_db: EcmDb, tmp_path: Path
+) -> None:
+    batch = calls(400, seed=4)
+    on_tower_3 = int((batch.tower == 2).sum())
+    assert 0 < on_tower_3 < 400
+    with psycopg.connect(test_db.url, autocommit=True) as conn:
+        conn.execute(
+            "ALTER TABLE emergency_calls"
+            " ADD CONSTRAINT tower_3_closed CHECK (tower_id <> 'TOWER_3')"
+        )
+    p = pipeline(test_db.writer_url, tmp_path)
+    p.start()
+    p.submit(batch)
+    counts = p.close()
+    assert (counts.written, counts.dead_lettered) == (400 - on_tower_3, on_tower_3)
+    docs = [json.loads(x) for x in (tmp_path / "dl.jsonl").read_text().splitlines()]
+    assert {d["call"]["tower_id"] for d in docs} == {"TOWER_3"}
+    assert all("tower_3_closed" in d["reason"] and "23514" in d["reason"] for d in docs)
+    assert query(test_db.url, "SELECT count(*) FROM emergency_calls") == [(400 - on_tower_3,)]
+
+
+def test_a_constraint_that_refuses_most_rows_stops_the_run(test_db: EcmDb, tmp_path: Path) -> None:
+    with psycopg.connect(test_db.url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE emergency_calls ADD CONSTRAINT nothing CHECK (false) NOT VALID")
+    p = pipeline(test_db.writer_url, tmp_path)
+    p.start()
+    p.submit(calls(500))
+    counts = p.close()
+    assert counts.refusal is not None and "refused more than 64 of 500 rows" in counts.refusal
+    assert "nothing" in counts.refusal and "23514" in counts.refusal
+    assert (counts.written, counts.dead_lettered, counts.in_spool) == (0, 0, 500)
+    assert count_calls(test_db.url) == 0
 
 
 def test_hung_database_times_out_and_a_stop_keeps_every_call(
