@@ -28,7 +28,9 @@ class GeneratorMetrics:
             registry=r,
         )
         self.written = Counter(
-            "ecm_generator_calls_written", "Calls confirmed stored in the database.", registry=r
+            "ecm_generator_calls_written",
+            "Calls this process stored in the database (rows found already stored are not).",
+            registry=r,
         )
         self.retries = Counter(
             "ecm_generator_write_retries", "Batch writes retried after a failure.", registry=r
