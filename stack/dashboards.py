@@ -17,6 +17,7 @@ from typing import Any
 
 from ecm_common import cli
 from ecm_common.durations import parse_duration
+from exporter.assess import Status
 from stack.grafana_json import (
     DATASOURCE,
     STATUS_MAPPINGS,
@@ -36,7 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS_DIR = ROOT / "grafana" / "dashboards"
 OVERVIEW_UID = "ecm-overview"
 TOWER_UID = "ecm-tower"
-JOB = 'job="ecm-exporter"'
 
 
 def pct(ratio: float) -> str:
@@ -52,7 +52,7 @@ def _spoken(window: str) -> str:
 
 def overview(p: RuleParams) -> dict[str, Any]:
     """Dashboard "Emergency calls": the whole network at a glance."""
-    slo, w = p.slo, p.rate_window
+    slo, w, job = p.slo, p.rate_window, f'job="{p.job}"'
     last = _spoken(w)
     ratio_steps = thresholds((slo.warn_failure_ratio, "orange"), (slo.alert_failure_ratio, "red"))
     p95_steps = thresholds((slo.warn_p95_seconds, "orange"), (slo.alert_p95_seconds, "red"))
@@ -67,11 +67,11 @@ def overview(p: RuleParams) -> dict[str, Any]:
             "(failure ratio and p95 setup latency against its thresholds).",
             "none",
             0,
-            f"max by (window) (ecm_window_status{{{JOB}}})",
+            f"max by (window) (ecm_window_status{{{job}}})",
             legend="{{window}}",
             defaults={
                 "mappings": STATUS_MAPPINGS,
-                "thresholds": thresholds((1, "orange"), (2, "red")),
+                "thresholds": thresholds((int(Status.WARN), "orange"), (int(Status.ALERT), "red")),
             },
         ),
         stat(
@@ -125,7 +125,7 @@ def overview(p: RuleParams) -> dict[str, Any]:
             (12, 5, 12, 8),
             [
                 target(f"job:ecm_calls_failed:ratio_rate{w}", f"{w} rate", ref="A"),
-                target(f"ecm_window_failure_ratio{{{JOB}}}", "{{window}} window", ref="B"),
+                target(f"ecm_window_failure_ratio{{{job}}}", "{{window}} window", ref="B"),
             ],
             defaults={"min": 0},
         ),
@@ -138,7 +138,7 @@ def overview(p: RuleParams) -> dict[str, Any]:
             (0, 13, 12, 8),
             [
                 target(f"job:ecm_call_latency_seconds:p95_rate{w}", f"{w} histogram", ref="A"),
-                target(f"ecm_window_latency_p95_seconds{{{JOB}}}", "{{window}} window", ref="B"),
+                target(f"ecm_window_latency_p95_seconds{{{job}}}", "{{window}} window", ref="B"),
             ],
             defaults={"min": 0},
         ),
@@ -232,7 +232,7 @@ def overview(p: RuleParams) -> dict[str, Any]:
 
 def tower(p: RuleParams) -> dict[str, Any]:
     """Dashboard "Emergency calls: one tower", chosen with the `tower` variable."""
-    slo, w = p.slo, p.rate_window
+    slo, w, job = p.slo, p.rate_window, f'job="{p.job}"'
     last = _spoken(w)
     p95_steps = thresholds((slo.warn_p95_seconds, "orange"), (slo.alert_p95_seconds, "red"))
     tower_steps = thresholds(
@@ -244,9 +244,9 @@ def tower(p: RuleParams) -> dict[str, Any]:
         "label": "Tower",
         "type": "query",
         "datasource": DATASOURCE,
-        "definition": f"label_values(ecm_calls_total{{{JOB}}}, tower)",
+        "definition": f"label_values(ecm_calls_total{{{job}}}, tower)",
         "query": {
-            "query": f"label_values(ecm_calls_total{{{JOB}}}, tower)",
+            "query": f"label_values(ecm_calls_total{{{job}}}, tower)",
             "refId": "PrometheusVariableQueryEditor-VariableQuery",
         },
         "refresh": 2,
@@ -293,7 +293,7 @@ def tower(p: RuleParams) -> dict[str, Any]:
             "The exporter's exact failure ratio of this tower for each of its windows.",
             "percentunit",
             18,
-            f"ecm_tower_window_failure_ratio{{{JOB}, {sel}}}",
+            f"ecm_tower_window_failure_ratio{{{job}, {sel}}}",
             legend="{{window}}",
             defaults={"thresholds": tower_steps, "decimals": 2},
         ),
@@ -340,7 +340,7 @@ def tower(p: RuleParams) -> dict[str, Any]:
             (12, 13, 12, 8),
             [
                 target(
-                    f"sum by (reason) (rate(ecm_calls_failed_total{{{JOB}, {sel}}}[{w}])) * 60",
+                    f"sum by (reason) (rate(ecm_calls_failed_total{{{job}, {sel}}}[{w}])) * 60",
                     "{{reason}}",
                 )
             ],

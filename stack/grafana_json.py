@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from exporter.assess import Status
+
 DATASOURCE_UID = "ecm-prometheus"
 DATASOURCE = {"type": "prometheus", "uid": DATASOURCE_UID}
 # Grafana 10.4's schema version: the pinned image reads these files without migrating them.
 SCHEMA_VERSION = 39
 
+_STATUS_COLORS = {Status.OK: "green", Status.WARN: "orange", Status.ALERT: "red"}
+# The exporter's window classification (ecm_window_status), as the exporter defines it.
 STATUS_MAPPINGS = [
     {
         "type": "value",
         "options": {
-            "0": {"text": "OK", "color": "green", "index": 0},
-            "1": {"text": "WARN", "color": "orange", "index": 1},
-            "2": {"text": "ALERT", "color": "red", "index": 2},
+            str(int(st)): {"text": st.name, "color": color, "index": int(st)}
+            for st, color in _STATUS_COLORS.items()
         },
     }
 ]

@@ -18,6 +18,7 @@ from ecm_common import cli
 from ecm_common.durations import prometheus_duration
 from ecm_common.errors import ConfigError
 from ecm_common.slo import SLO, BurnRateWindow, Slo
+from exporter.assess import Status
 from stack.yamlout import dump_yaml
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
         _alert(
             p,
             "EcmWindowWarn",
-            f"{_sel(p, 'ecm_window_status')} == 1",
+            f"{_sel(p, 'ecm_window_status')} == {int(Status.WARN)}",
             p.window_warn_for,
             "warning",
             "The exporter classifies the {{ $labels.window }} window as WARN.",
@@ -217,7 +218,7 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
         _alert(
             p,
             "EcmWindowAlert",
-            f"{_sel(p, 'ecm_window_status')} == 2",
+            f"{_sel(p, 'ecm_window_status')} == {int(Status.ALERT)}",
             p.window_alert_for,
             "critical",
             "The exporter classifies the {{ $labels.window }} window as ALERT.",
