@@ -270,3 +270,17 @@ def test_port_in_use_is_one_line_and_exit_2() -> None:
     assert proc.stderr.strip().splitlines() == [
         f"ecm-exporter: error: port: cannot listen on 127.0.0.1:{port}: Address already in use"
     ]
+
+
+def test_a_validation_error_names_the_field_not_the_settings(
+    exporter_main: Callable[..., tuple[int, str, str]],
+) -> None:
+    """warn >= alert is refused with both names; the database URL beside it is not shown."""
+    secret = "hunter2-not-shown"
+    status, _, err = exporter_main(
+        "--database-url", f"postgresql://u:{secret}@h/db",
+        "--warn-failure-ratio", "0.05", "--check-only",
+    )  # fmt: skip
+    assert status == 2
+    assert "warn_failure_ratio (0.05)" in err and "alert_failure_ratio (0.05)" in err
+    assert secret not in err and "postgresql" not in err
