@@ -13,6 +13,18 @@ from dataclasses import dataclass, field
 
 from ecm_common.errors import ConfigError
 
+# Alerts computed from the calls themselves (stack/rules.py builds them; a scenario may name the
+# ones it raises).
+DATA_ALERTS = (
+    "EcmWindowWarn",
+    "EcmWindowAlert",
+    "EcmCallFailureRatioHigh",
+    "EcmTowerFailureRatioHigh",
+    "EcmCallLatencyP95High",
+    "EcmNoCalls",
+    "EcmCallSuccessBudgetBurn",
+)
+
 
 @dataclass(frozen=True)
 class BurnRateWindow:

@@ -21,6 +21,7 @@ from ecm_common.config import StrictModel, describe_error, read_yaml, shorten, v
 from ecm_common.domain import REASONS, tower_name
 from ecm_common.durations import MAX_SECONDS, Seconds
 from ecm_common.errors import ConfigError
+from ecm_common.slo import DATA_ALERTS
 from generator.config import MAX_TOWERS, reason_weights, tower_index
 from generator.model import ModelParams, Timeline
 
@@ -36,16 +37,8 @@ MAX_PHASE_SEGMENTS = 20_000
 MAX_PHASE_WORK = 5_000_000
 MAX_MULTIPLIER = 100.0
 
-# Alerts a scenario may claim to raise (prometheus/ rules define them).
-ALERTS = (
-    "EcmTowerFailureRatioHigh",
-    "EcmCallFailureRatioHigh",
-    "EcmCallLatencyP95High",
-    "EcmWindowAlert",
-    "EcmWindowWarn",
-    "EcmNoCalls",
-    "EcmCallSuccessBudgetBurn",
-)
+# Alerts a scenario may claim to raise: those computed from the calls.
+ALERTS = DATA_ALERTS
 # Generator options a scenario's baseline may set (the user's explicit options still win).
 BASELINE_KEYS = (
     "rate",
