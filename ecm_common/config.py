@@ -196,16 +196,19 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: a value cannot be read: {one_line(str(exc))}") from None
 
 
-def read_text(path: str | Path, what: str = "configuration file") -> str:
-    """A UTF-8 text file of at most MAX_FILE_BYTES, or ConfigError naming the file."""
+def read_text(
+    path: str | Path, what: str = "configuration file", limit: int = MAX_FILE_BYTES
+) -> str:
+    """A UTF-8 text file of at most limit bytes, or ConfigError naming the file."""
     p = Path(path)
     try:
         with p.open("rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
+            data = f.read(limit + 1)
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read {what}: {exc.strerror or exc}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ConfigError(f"{p}: {what} is larger than {MAX_FILE_BYTES // 1024} KiB")
+    if len(data) > limit:
+        size = f"{limit // 1024} KiB" if limit >= 1024 and not limit % 1024 else f"{limit} bytes"
+        raise ConfigError(f"{p}: {what} is larger than {size}")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -7,13 +7,12 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, NoReturn
 
 from db.migrate import migrate
 from db.roles import EXPORTER_LOGIN, GENERATOR_LOGIN, LOGINS, ensure_login
 from ecm_common.cli import run
-from ecm_common.config import check_listen, load_config, one_line
+from ecm_common.config import check_listen, load_config, one_line, read_text
 from ecm_common.db import database_url, redact
 from ecm_common.errors import ConfigError
 from ecm_common.logs import setup_logging
@@ -141,21 +140,10 @@ def settings_from(ns: argparse.Namespace) -> GeneratorSettings:
 
 def read_password(path: str, option: str) -> str:
     """The first line of a password file; ConfigError naming the option, never the content."""
-    p = Path(path)
-    try:
-        with p.open("rb") as f:
-            data = f.read(MAX_PASSWORD_FILE + 1)
-    except OSError as exc:
-        raise ConfigError(f"{option}: cannot read {p}: {exc.strerror or exc}") from None
-    if len(data) > MAX_PASSWORD_FILE:
-        raise ConfigError(f"{option}: {p} is larger than {MAX_PASSWORD_FILE} bytes")
-    try:
-        lines = data.decode("utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise ConfigError(f"{option}: {p} is not UTF-8 text") from None
+    lines = read_text(path, f"{option} file", limit=MAX_PASSWORD_FILE).splitlines()
     password = lines[0].strip() if lines else ""
     if not password:
-        raise ConfigError(f"{option}: {p} holds no password on its first line")
+        raise ConfigError(f"{path}: {option} file holds no password on its first line")
     return password
 
 

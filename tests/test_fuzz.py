@@ -173,6 +173,20 @@ def run_in_process(main: Callable[[list[str]], int], args: list[str]) -> tuple[i
     return status, out.getvalue(), err.getvalue()
 
 
+def run_process(module: str, args: list[str]) -> tuple[int, str, str]:
+    """python -m module args --check-only in a real process, without ECM_* variables."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args, "--check-only"],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("ECM_")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
 def assert_clean(prog: str, status: int, out: str, err: str) -> None:
     """Exit 0 with 'configuration OK', or exit 2 with one error line."""
     event(f"exit {status}: {err.split(': ')[2][:30] if status == 2 else 'OK'}")
@@ -244,28 +258,10 @@ def test_exporter_check_only(files: Path, flags: list[str], config: str | None) 
 def test_generator_as_a_process(files: Path, flags: list[str], config: str) -> None:
     """What a user sees: the same statuses and one line from a real process."""
     cfg = write(files / "proc.yml", config)
-    proc = subprocess.run(
-        [sys.executable, "-m", "generator", *flags, "--config", cfg, "--check-only"],
-        cwd=ROOT,
-        env={k: v for k, v in os.environ.items() if not k.startswith("ECM_")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert_clean("ecm-generator", proc.returncode, proc.stdout, proc.stderr)
+    assert_clean("ecm-generator", *run_process("generator", [*flags, "--config", cfg]))
 
 
 @settings(max_examples=3, deadline=None, derandomize=True, database=None)
 @given(flags=argv(EXPORTER_FLAGS))
 def test_exporter_as_a_process(flags: list[str]) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "exporter", *flags, "--check-only"],
-        cwd=ROOT,
-        env={k: v for k, v in os.environ.items() if not k.startswith("ECM_")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert_clean("ecm-exporter", proc.returncode, proc.stdout, proc.stderr)
+    assert_clean("ecm-exporter", *run_process("exporter", flags))
