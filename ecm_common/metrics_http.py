@@ -1,6 +1,6 @@
 """The one /metrics HTTP server of every ECM part: a waitress server under a small WSGI app.
 
-Guarantees (docs/reliability-http.md): a listen backlog of ``BACKLOG``; idle sockets cost no
+Guarantees (docs/RELIABILITY.md): a listen backlog of ``BACKLOG``; idle sockets cost no
 thread (waitress reads requests in one poll loop and hands only complete requests to a pool of
 ``THREADS`` workers) and are closed after ``IDLE_TIMEOUT_S`` without a request; open connections,
 request headers and bodies are bounded; HEAD answers with the GET headers and no body;
