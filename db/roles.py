@@ -29,6 +29,9 @@ LOGINS = {
 API_LOGIN = "ecm_api"
 GRAFANA_LOGIN = "ecm_grafana"
 LOGINS.update({API_LOGIN: "ecm_api_rw", GRAFANA_LOGIN: "ecm_reader"})
+# The pager keeps services, incidents, the timeline and its outbox (0003).
+PAGER_LOGIN = "ecm_pager"
+LOGINS[PAGER_LOGIN] = "ecm_pager_rw"
 PASSWORD_ALGORITHM = "scram-sha-256"
 
 
