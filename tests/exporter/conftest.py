@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Iterator
 
@@ -12,33 +11,8 @@ import pytest
 from exporter.assess import Thresholds
 from exporter.config import parse_window
 from exporter.refresh import RefreshJob
+from tests.fixtures.clock import FakeClock
 from tests.fixtures.postgres import EcmDb
-
-
-class FakeClock:
-    """An ecm_common.clock.Clock the test moves by hand; wall and monotonic time move together."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-        self.start = now
-
-    def time(self) -> float:
-        """The simulated wall-clock time."""
-        return self.now
-
-    def monotonic(self) -> float:
-        """Seconds since the clock was made, moved with the wall-clock time."""
-        return self.now - self.start
-
-    def wait(self, seconds: float, event: threading.Event) -> bool:
-        """Time passes at once."""
-        if not event.is_set():
-            self.advance(max(seconds, 0.0))
-        return event.is_set()
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward."""
-        self.now += seconds
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""The pager: incidents, escalation policies and acknowledgement behind Alertmanager."""
