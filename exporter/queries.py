@@ -19,6 +19,8 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg import IsolationLevel
 
+from ecm_common.snapshots import COMMITTED_SINCE, CONTINUOUS
+
 log = logging.getLogger(__name__)
 
 # Taken before the snapshot: a transaction that holds emergency_calls exclusively (a migration, a
@@ -30,12 +32,7 @@ _COLUMNS = """SELECT tower_id, status, failure_reason, latency_ms,
        date_part('epoch', "timestamp") AS epoch_s
   FROM emergency_calls"""
 
-NEW_CALLS: LiteralString = (
-    _COLUMNS
-    + """
- WHERE txid >= pg_snapshot_xmin(%(prev)s::pg_snapshot)
-   AND NOT pg_visible_in_snapshot(txid, %(prev)s::pg_snapshot)"""
-)
+NEW_CALLS: LiteralString = _COLUMNS + "\n WHERE " + COMMITTED_SINCE
 
 REBUILD: LiteralString = (
     _COLUMNS
@@ -53,10 +50,6 @@ DUE_CALLS: LiteralString = (
 
 TOWERS = "SELECT tower_id FROM towers"
 
-# Is the database still on the same transaction-id timeline as a previous snapshot?
-CONTINUOUS = (
-    "SELECT pg_snapshot_xmin(%(prev)s::pg_snapshot) <= pg_snapshot_xmin(pg_current_snapshot())"
-)
 
 # A hung statement fails instead of blocking every later refresh.
 SESSION_SETUP = "SELECT set_config('statement_timeout', %(ms)s, false)"

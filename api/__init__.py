@@ -1,0 +1,1 @@
+"""The ECM HTTP API (`ecm-api`): RAN PM counters in, KPIs kept in PostgreSQL."""

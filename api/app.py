@@ -1,0 +1,95 @@
+"""The ECM API app: the shared factory (ecm_common.service) plus the PM routes and jobs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+
+from api.config import ApiSettings
+from api.metrics import IngestMetrics, KpiCollector
+from api.pm_events import Bounds
+from api.pm_ingest import Ingest
+from api.pm_jobs import start_jobs, stop_jobs
+from api.pm_rollup import Rollup, RollupSettings
+from api.pm_routes import pm_router
+from api.pm_store import Store
+from ecm_common.clock import Clock, SystemClock
+from ecm_common.service import create_app, database_check
+from ecm_common.slo_pm import PM_SLO, PmSlo
+
+NAME = "ecm-api"
+
+
+@dataclass
+class Api:
+    """The app and the parts tests drive directly (the rollup, without the scheduler)."""
+
+    app: FastAPI
+    rollup: Rollup
+    metrics: IngestMetrics
+
+
+def build(
+    settings: ApiSettings,
+    url: str,
+    registry: CollectorRegistry,
+    *,
+    token: SecretStr | None = None,
+    clock: Clock | None = None,
+    jobs: bool = True,
+    slo: PmSlo = PM_SLO,
+) -> Api:
+    """The API on this registry; jobs=False leaves the rollup to the caller (tests)."""
+    clock = clock or SystemClock()
+    metrics = IngestMetrics(registry)
+    kpis = KpiCollector(slo.silent_periods * settings.pm_period)
+    registry.register(kpis)
+    store = Store(url, pool_size=settings.pool_size, timeout_s=settings.db_timeout)
+    bounds = Bounds(settings.max_batch_events, settings.max_event_age, settings.max_future_skew)
+    rollup = Rollup(
+        url,
+        RollupSettings(
+            kpi_window_s=settings.kpi_window,
+            pm_period_s=settings.pm_period,
+            top_n=settings.top_n,
+            raw_retention_s=settings.raw_retention,
+            rollup_retention_s=settings.rollup_retention,
+            retention_batch_rows=settings.retention_batch_rows,
+            statement_timeout_s=max(settings.db_timeout, 60.0),
+        ),
+        slo,
+        metrics,
+        kpis,
+        clock,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.open()
+        sched = (
+            start_jobs(rollup, settings.rollup_interval, settings.retention_interval)
+            if jobs
+            else None
+        )
+        try:
+            yield
+        finally:
+            if sched is not None:
+                stop_jobs(sched, rollup)
+            await store.close()
+
+    app = create_app(
+        NAME,
+        registry=registry,
+        settings=settings.http,
+        ready_check=database_check(url, app="ecm-api-readyz"),
+        token=token,
+        routers=[pm_router(Ingest(store, bounds, metrics, clock))],
+        lifespan=lifespan,
+    )
+    return Api(app, rollup, metrics)

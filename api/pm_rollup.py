@@ -1,0 +1,228 @@
+"""The rollup job: folds newly committed PM events into the 5-minute KPI rollups, exactly once,
+then refreshes the KPI gauges from the rollups; and the retention job.
+
+A fold is one REPEATABLE READ transaction: read the stored snapshot, fold the rows committed
+since it (ecm_common/snapshots.py), store this transaction's snapshot. The fold and the new
+snapshot commit together or not at all, so a crash or a lost connection never counts a row twice
+or skips one. Two folds at once (two API replicas) cannot both commit: the second fails on the
+state row with a serialization failure and leaves the rows to its next run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import IsolationLevel
+
+from api import pm_sql
+from api.metrics import IngestMetrics, KpiCollector, PmKpis
+from ecm_common.clock import Clock
+from ecm_common.db import CONNECT_TIMEOUT_S, describe
+from ecm_common.slo_pm import PmSlo
+from ecm_common.snapshots import CONTINUOUS
+
+log = logging.getLogger(__name__)
+
+# Retention deletes at most this many batches per run, so one run stays bounded.
+MAX_RETENTION_BATCHES = 100
+
+
+@dataclass(frozen=True)
+class RollupSettings:
+    """What the jobs need from the API settings."""
+
+    kpi_window_s: float
+    pm_period_s: float
+    top_n: int
+    raw_retention_s: float
+    rollup_retention_s: float
+    retention_batch_rows: int
+    statement_timeout_s: float
+
+
+class Rollup:
+    """The rollup and retention jobs on one connection of their own (reopened after a failure)."""
+
+    def __init__(
+        self,
+        url: str,
+        cfg: RollupSettings,
+        slo: PmSlo,
+        metrics: IngestMetrics,
+        kpis: KpiCollector,
+        clock: Clock,
+    ) -> None:
+        self.url = url
+        self.cfg = cfg
+        self.slo = slo
+        self.metrics = metrics
+        self.kpis = kpis
+        self.clock = clock
+        self.conn: psycopg.Connection | None = None
+
+    def _connection(self) -> psycopg.Connection:
+        if self.conn is None or self.conn.closed:
+            self.conn = psycopg.connect(
+                self.url,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                application_name="ecm-api-rollup",
+                options=f"-c statement_timeout={int(self.cfg.statement_timeout_s * 1000)}",
+            )
+        return self.conn
+
+    def close(self) -> None:
+        """Close the jobs' connection."""
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def run(self) -> bool:
+        """One rollup job run: fold, then refresh the gauges; failures become metrics and a log."""
+        start = time.perf_counter()
+        try:
+            conn = self._connection()
+            folded = self.fold(conn)
+            self.kpis.latest = self.read_kpis(conn)
+        except psycopg.errors.SerializationFailure:
+            self._rollback()
+            log.info("another process folded PM events at the same time; next run takes over")
+            return False
+        except psycopg.Error as exc:
+            self.metrics.rollup_failures.inc()
+            self.metrics.database_up.set(0)
+            log.warning("PM rollup failed: %s", describe(exc))
+            self.close()
+            return False
+        self.metrics.rollup_rows.inc(folded)
+        self.metrics.database_up.set(1)
+        self.metrics.rollup_last_success.set(self.clock.time())
+        self.metrics.rollup_duration.set(time.perf_counter() - start)
+        log.debug("PM rollup folded %d events", folded)
+        return True
+
+    def _rollback(self) -> None:
+        if self.conn is not None and not self.conn.closed:
+            self.conn.rollback()
+
+    def fold(self, conn: psycopg.Connection) -> int:
+        """Fold the events committed since the stored snapshot; returns how many."""
+        conn.isolation_level = IsolationLevel.REPEATABLE_READ
+        conn.read_only = False
+        with conn.transaction():
+            row = conn.execute(pm_sql.FOLD_STATE).fetchone()
+            assert row is not None
+            prev, current = str(row[0]), str(row[1])
+            same = conn.execute(CONTINUOUS, {"prev": prev}).fetchone()
+            folded = 0
+            if same and same[0]:
+                out = conn.execute(pm_sql.FOLD, {"prev": prev}).fetchone()
+                folded = int(out[0]) if out else 0
+            else:
+                # A restore into another cluster: its transaction ids start over. The rows
+                # restored with the rollups are in them already; fold from now on.
+                log.warning("the database's transaction ids went back; PM rollups restart here")
+            conn.execute(pm_sql.SAVE_STATE, {"snapshot": current, "rows": folded})
+        return folded
+
+    def read_kpis(self, conn: psycopg.Connection) -> PmKpis:
+        """The KPI gauges from the rollups and the cells' last sighting (one read snapshot)."""
+        now = datetime.fromtimestamp(self.clock.time(), UTC)
+        since = now - timedelta(seconds=self.cfg.kpi_window_s)
+        cutoff = now - timedelta(seconds=self.slo.silent_periods * self.cfg.pm_period_s)
+        limits = {
+            "since": since,
+            "prb_warn": self.slo.warn_prb_util_ratio * 100,
+            "prb_alert": self.slo.alert_prb_util_ratio * 100,
+            "drop_warn": self.slo.warn_drop_ratio * 100,
+            "drop_alert": self.slo.alert_drop_ratio * 100,
+            "n": self.cfg.top_n,
+        }
+        conn.isolation_level = IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        with conn.transaction():
+            known, silent = _one(conn, pm_sql.SILENT, {"cutoff": cutoff})
+            samples, dl, ul, rrc, drp = _one(conn, pm_sql.OVERALL, {"since": since})
+            reporting, pw, pa, dw, da = _one(conn, pm_sql.OVER_THRESHOLDS, limits)
+            busiest = conn.execute(pm_sql.TOP_BUSIEST, limits).fetchall()
+            drops = conn.execute(pm_sql.TOP_DROPS, limits).fetchall()
+        conn.read_only = False
+        return PmKpis(
+            window_s=self.cfg.kpi_window_s,
+            cells_known=int(known),
+            cells_silent=int(silent),
+            cells_reporting=int(reporting),
+            samples=int(samples or 0),
+            dl_prb_util=_ratio(dl),
+            ul_prb_util=_ratio(ul),
+            rrc_conn=math.nan if rrc is None else float(rrc),
+            drop=_ratio(drp),
+            over={
+                ("prb_utilization", "warning"): int(pw),
+                ("prb_utilization", "critical"): int(pa),
+                ("drop", "warning"): int(dw),
+                ("drop", "critical"): int(da),
+            },
+            busiest=[(str(c), float(v) / 100) for c, v in busiest],
+            worst_drop=[(str(c), float(v) / 100) for c, v in drops],
+        )
+
+    def retention(self) -> int:
+        """Delete raw events past raw_retention and rollups past rollup_retention, in bounded
+        batches; returns the raw events deleted."""
+        now = datetime.fromtimestamp(self.clock.time(), UTC)
+        raw_cutoff = now - timedelta(seconds=self.cfg.raw_retention_s)
+        rollup_cutoff = now - timedelta(seconds=self.cfg.rollup_retention_s)
+        rows = self.cfg.retention_batch_rows
+        deleted = 0
+        try:
+            conn = self._connection()
+            conn.isolation_level = IsolationLevel.READ_COMMITTED
+            conn.autocommit = True
+            try:
+                deleted = _delete_batches(conn, pm_sql.DELETE_RAW, raw_cutoff, rows, self.metrics)
+                _delete_batches(conn, pm_sql.DELETE_CELL_BUCKETS, rollup_cutoff, rows, None)
+                conn.execute(pm_sql.DELETE_TOTAL_BUCKETS, {"cutoff": rollup_cutoff})
+                conn.execute(pm_sql.FORGET_CELLS, {"cutoff": rollup_cutoff})
+            finally:
+                conn.autocommit = False
+        except psycopg.Error as exc:
+            log.warning("PM retention failed: %s", describe(exc))
+            self.close()
+            return deleted
+        if deleted:
+            log.info("PM retention deleted %d raw events older than %s", deleted, raw_cutoff)
+        return deleted
+
+
+def _delete_batches(
+    conn: psycopg.Connection,
+    statement: str,
+    cutoff: datetime,
+    rows: int,
+    metrics: IngestMetrics | None,
+) -> int:
+    total = 0
+    for _ in range(MAX_RETENTION_BATCHES):
+        n = conn.execute(statement.encode(), {"cutoff": cutoff, "rows": rows}).rowcount
+        total += max(n, 0)
+        if metrics is not None and n > 0:
+            metrics.retention_deleted.inc(n)
+        if n < rows:
+            break
+    return total
+
+
+def _one(conn: psycopg.Connection, query: str, params: dict[str, object]) -> tuple[Any, ...]:
+    row = conn.execute(query.encode(), params).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def _ratio(pct: Any) -> float:
+    return math.nan if pct is None else float(pct) / 100
