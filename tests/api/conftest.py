@@ -47,7 +47,7 @@ def event(
     *,
     at: float = NOW,
     event_id: uuid.UUID | None = None,
-    **metrics: float,
+    metrics: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """A valid event in the seed's shape (metrics default to the seed's example)."""
     return {
