@@ -22,8 +22,11 @@ from ecm_common.service import HttpSettings, load_token
 
 DEFAULT_PORT = 9744
 DEFAULT_LEVEL_TIMEOUT_S = 15 * 60.0
-# Alertmanager sends the Watchdog about every 2 minutes with the committed heartbeat route (see
-# pager/heartbeat.py): 5 minutes is two missed deliveries and some slack.
+# How often the Watchdog really arrives: Alertmanager re-sends a still-firing group only on a
+# group_interval tick, and only when repeat_interval has passed since the last send. With the
+# committed heartbeat route (group_interval 1m, repeat_interval 1m) the tick one minute after a
+# send finds a few milliseconds less than 1m elapsed and skips, so the Watchdog comes about
+# every 2 minutes, not every minute. 5 minutes is two missed deliveries plus slack.
 DEFAULT_WATCHDOG_SILENCE_S = 5 * 60.0
 MAX_SERVICES = 10_000
 MAX_POLICIES = 1000
