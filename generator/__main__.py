@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from db.migrate import migrate
-from db.roles import EXPORTER_LOGIN, GENERATOR_LOGIN, LOGINS, ensure_login
+from db.roles import EXPORTER_LOGIN, GENERATOR_LOGIN, LOGINS, PAGER_LOGIN, ensure_login
 from ecm_common.cli import run
 from ecm_common.config import check_listen, load_config, one_line, read_text
 from ecm_common.db import database_url, redact
@@ -62,6 +62,14 @@ OPTIONS: dict[str, str] = {
 }
 
 
+# The logins init-db creates when given a password (--<role>-password-file, ECM_<ROLE>_PASSWORD).
+INIT_DB_LOGINS = (
+    ("exporter", EXPORTER_LOGIN),
+    ("generator", GENERATOR_LOGIN),
+    ("pager", PAGER_LOGIN),
+)
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one ConfigError line (exit 2), no abbreviations."""
 
@@ -104,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init-db", help="apply the schema migrations (idempotent)")
     _common(init)
     # Passwords never come as flags (they would show in `ps`): a file, or the environment.
-    for role, login in (("exporter", EXPORTER_LOGIN), ("generator", GENERATOR_LOGIN)):
+    for role, login in INIT_DB_LOGINS:
         init.add_argument(
             f"--{role}-password-file",
             default=argparse.SUPPRESS,
@@ -133,6 +141,7 @@ def settings_from(ns: argparse.Namespace) -> GeneratorSettings:
         "to",
         "exporter_password_file",
         "generator_password_file",
+        *(f"{role}_password_file" for role, _ in INIT_DB_LOGINS),
     }
     flags: dict[str, Any] = {k: v for k, v in vars(ns).items() if k not in skip}
     return load_config(GeneratorSettings, file=getattr(ns, "config", None), flags=flags)
@@ -150,7 +159,7 @@ def read_password(path: str, option: str) -> str:
 def login_passwords(ns: argparse.Namespace) -> dict[str, str]:
     """Login role -> password, from --<role>-password-file or ECM_<ROLE>_PASSWORD."""
     out: dict[str, str] = {}
-    for role, login in (("exporter", EXPORTER_LOGIN), ("generator", GENERATOR_LOGIN)):
+    for role, login in INIT_DB_LOGINS:
         path = getattr(ns, f"{role}_password_file", None)
         if path is not None:
             out[login] = read_password(path, f"--{role}-password-file")
