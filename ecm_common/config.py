@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
@@ -20,6 +19,7 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 
 from ecm_common.errors import ConfigError
+from ecm_common.net import check_free
 
 ENV_PREFIX = "ECM_"
 MAX_FILE_BYTES = 256 * 1024
@@ -313,14 +313,4 @@ def _defaults(model: type[StrictModel]) -> dict[str, Any]:
 
 def check_listen(address: str, port: int, option: str) -> None:
     """ConfigError when address:port cannot be bound (in use, not ours), checked before a run."""
-    if port == 0:
-        return
-    try:
-        infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, _, _, _, sockaddr = infos[0]
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(sockaddr)
-    except (OSError, UnicodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise ConfigError(f"{option}: cannot listen on {address}:{port}: {reason}") from None
+    check_free(address, port, option)

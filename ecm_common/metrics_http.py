@@ -20,12 +20,10 @@ is twenty lines checked by a table of cases.
 
 from __future__ import annotations
 
-import errno
 import gzip
 import html
 import logging
 import resource
-import socket
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -34,7 +32,7 @@ import waitress
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from waitress import wasyncore
 
-from ecm_common.errors import ConfigError
+from ecm_common.net import bind
 
 log = logging.getLogger(__name__)
 
@@ -160,25 +158,6 @@ def connection_limit() -> int:
     return max(1, min(CONNECTION_LIMIT, soft // 2))
 
 
-def _bind(address: str, port: int) -> socket.socket:
-    """A bound listening socket, or a ConfigError that names the address and port."""
-    try:
-        infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise ConfigError(f"cannot listen on {address}:{port}: {exc.strerror}") from None
-    family, kind, proto, _, sockaddr = infos[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(sockaddr)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(f"port {port} is already in use on {address}") from None
-        raise ConfigError(f"cannot listen on {address}:{port}: {exc.strerror}") from None
-    return sock
-
-
 class MetricsServer:
     """A WSGI app served by waitress from a background thread."""
 
@@ -191,7 +170,7 @@ class MetricsServer:
         idle_timeout_s: int = IDLE_TIMEOUT_S,
         threads: int = THREADS,
     ) -> None:
-        sock = _bind(address, port)
+        sock = bind(address, port)
         self._map: dict[int, Any] = {}
         self._server = waitress.create_server(
             app,

@@ -35,7 +35,8 @@ from pydantic import Field, SecretStr
 
 from ecm_common.config import StrictModel
 from ecm_common.db import CONNECT_TIMEOUT_S, describe
-from ecm_common.errors import ConfigError, DatabaseUnavailable, EcmError
+from ecm_common.errors import DatabaseUnavailable, EcmError
+from ecm_common.net import listen
 from ecm_common.service_auth import RequireToken, bearer_token, load_token
 from ecm_common.service_errors import Problem, install_problem_handlers, problem_response
 from ecm_common.service_limits import BodyLimitMiddleware, ConcurrencyLimitMiddleware
@@ -168,11 +169,7 @@ def database_check(url: str, *, app: str = "ecm-readyz") -> ReadyCheck:
 
 def listen_socket(host: str, port: int) -> socket.socket:
     """A listening TCP socket (port 0: any free one); a taken port is one ConfigError."""
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        return socket.create_server((host, port), family=family, backlog=2048)
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return listen(host, port, backlog=2048)
 
 
 def _uvicorn_config(app: FastAPI, cfg: HttpSettings, *, quiet: bool = False) -> uvicorn.Config:

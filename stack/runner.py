@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -20,7 +19,8 @@ from typing import IO, Any
 
 import requests
 
-from ecm_common.errors import ConfigError, EcmError
+from ecm_common.errors import EcmError
+from ecm_common.net import check_free
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +130,7 @@ class Supervisor:
 
 def check_port_free(port: int, what: str) -> None:
     """Fail early with a clear line when a port is taken."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("0.0.0.0", port))
-        except OSError:
-            raise ConfigError(
-                f"port {port} for {what} is in use; choose another with the flag"
-            ) from None
+    check_free("0.0.0.0", port, what)
 
 
 def wait_http(url: str, child: Child, timeout_s: float = READY_TIMEOUT_S) -> None:

@@ -216,7 +216,7 @@ def test_a_request_too_large_is_refused(server: MetricsServer) -> None:
 def test_a_port_in_use_is_one_clear_error(server: MetricsServer) -> None:
     with pytest.raises(ConfigError) as info:
         MetricsServer(metrics_app("x", bytes, str), "127.0.0.1", server.port)
-    assert str(info.value) == f"port {server.port} is already in use on 127.0.0.1"
+    assert str(info.value) == f"cannot listen on 127.0.0.1:{server.port}: Address already in use"
     assert info.value.exit_code == 2
 
 
