@@ -10,18 +10,27 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from db.migrate import migrate
-from db.roles import EXPORTER_LOGIN, GENERATOR_LOGIN, LOGINS, PAGER_LOGIN, ensure_login
+from db.roles import (
+    API_LOGIN,
+    EXPORTER_LOGIN,
+    GENERATOR_LOGIN,
+    GRAFANA_LOGIN,
+    LOGINS,
+    PAGER_LOGIN,
+    ensure_login,
+)
 from ecm_common.cli import run
 from ecm_common.config import check_listen, load_config, one_line, read_text
 from ecm_common.db import database_url, redact
 from ecm_common.errors import ConfigError
 from ecm_common.logs import setup_logging
 from generator.config import GeneratorSettings, backfill_times, check_paths, paths
+from generator.pm_cli import add_pm_parser, pm_main
 
 log = logging.getLogger(__name__)
 
 PROG = "ecm-generator"
-COMMANDS = ("run", "backfill", "init-db")
+COMMANDS = ("run", "backfill", "init-db", "pm")
 MAX_PASSWORD_FILE = 4096
 
 # flag -> help; the settings field is the flag name with dashes turned into underscores.
@@ -67,6 +76,8 @@ INIT_DB_LOGINS = (
     ("exporter", EXPORTER_LOGIN),
     ("generator", GENERATOR_LOGIN),
     ("pager", PAGER_LOGIN),
+    ("api", API_LOGIN),
+    ("grafana", GRAFANA_LOGIN),
 )
 
 
@@ -109,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--from", dest="from_", required=True, help="start: a duration ago (7d) or an ISO timestamp"
     )
     bf.add_argument("--to", default="now", help="end: 'now', a duration ago or a timestamp")
+    add_pm_parser(sub)
     init = sub.add_parser("init-db", help="apply the schema migrations (idempotent)")
     _common(init)
     # Passwords never come as flags (they would show in `ps`): a file, or the environment.
@@ -199,6 +211,8 @@ def _check(s: GeneratorSettings) -> int:
 
 def _main(argv: list[str]) -> int:
     ns = parse_args(argv)
+    if ns.command == "pm":
+        return pm_main(ns)
     s = settings_from(ns)
     check_only = getattr(ns, "check_only", False)
     if ns.command == "init-db":
