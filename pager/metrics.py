@@ -99,6 +99,11 @@ class SnapshotCollector(Collector):
         with self._lock:
             self._snapshot = snapshot
 
+    def current(self) -> Snapshot:
+        """The snapshot being published."""
+        with self._lock:
+            return self._snapshot
+
     def collect(self) -> Iterator[Metric]:
         """Gauges built from the current snapshot."""
         with self._lock:

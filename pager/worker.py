@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import psycopg
@@ -74,7 +75,8 @@ class Worker:
             log.warning("pager tick failed, will retry: %s", describe(exc))
         except Exception:
             log.exception("pager tick failed, will retry")
-        self.metrics.publish(Snapshot(database_up=False))
+        # The last good figures stay, marked stale: database down, last tick time unchanged.
+        self.metrics.publish(replace(self.metrics.snapshot_collector.current(), database_up=False))
         return False
 
 

@@ -28,6 +28,7 @@ class StackConfig(StrictModel):
     prometheus_port: Port = 9090
     alertmanager_port: Port = 9093
     sink_port: Port = 9099
+    pager_port: Port = 9744
     with_prometheus: bool = True
     state_dir: Annotated[str | None, Field(min_length=1, max_length=4096)] = None
     log_level: LogLevel = "INFO"

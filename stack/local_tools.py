@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stack import promconfig
+from stack.local_pager import PAGES_RECEIVER, LocalPager
 from stack.runner import Child, check_port_free
 from stack.sink import RECEIVERS, WebhookSink
 
@@ -20,8 +21,14 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "Debian/Ubuntu: apt-get install prometheus prometheus-alertmanager"
 
 
-def start(cfg: StackConfig, sup: Supervisor, state: Path) -> dict[str, str]:
-    """Start both tools when installed (say how to get them when not); returns their URLs."""
+def start(
+    cfg: StackConfig, sup: Supervisor, state: Path, pager: LocalPager | None = None
+) -> dict[str, str]:
+    """Start both tools when installed (say how to get them when not); returns their URLs.
+
+    With a local pager, the critical and heartbeat routes post to it (unless the environment
+    names other URLs) with its token, and its pages land in the sink's /pages.
+    """
     prom_bin = shutil.which("prometheus")
     am_bin = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
     if not prom_bin or not am_bin:
@@ -34,8 +41,17 @@ def start(cfg: StackConfig, sup: Supervisor, state: Path) -> dict[str, str]:
     check_port_free(cfg.alertmanager_port, "Alertmanager")
 
     urls = promconfig.webhook_urls_from_env()
+    credentials: dict[str, str] = {}
+    if pager is not None:
+        for name, receiver in (
+            ("ECM_PAGER_WEBHOOK_URL", "pager"),
+            ("ECM_HEARTBEAT_WEBHOOK_URL", "heartbeat"),
+        ):
+            if name not in urls:
+                urls[name] = pager.webhook
+                credentials[receiver] = str(pager.alertmanager_token_file)
     out: dict[str, str] = {}
-    if len(urls) < len(promconfig.WEBHOOK_ENV):
+    if len(urls) < len(promconfig.WEBHOOK_ENV) or pager is not None:
         check_port_free(cfg.sink_port, "the webhook sink")
         notes = state / "notifications.jsonl"
         # Serves until this process ends (a daemon thread).
@@ -43,9 +59,13 @@ def start(cfg: StackConfig, sup: Supervisor, state: Path) -> dict[str, str]:
         for name, receiver in zip(promconfig.WEBHOOK_ENV, RECEIVERS, strict=True):
             urls.setdefault(name, sink.url(receiver))
         out["notifications"] = str(notes)
+        if pager is not None:
+            out["pages (sink)"] = sink.url(PAGES_RECEIVER)
 
     am_listen = f"127.0.0.1:{cfg.alertmanager_port}"
-    am_cfg = promconfig.render_alertmanager_config(state / "alertmanager", urls)
+    am_cfg = promconfig.render_alertmanager_config(
+        state / "alertmanager", urls, credentials_files=credentials
+    )
     am = sup.start(
         Child(
             "alertmanager",
@@ -64,6 +84,7 @@ def start(cfg: StackConfig, sup: Supervisor, state: Path) -> dict[str, str]:
         "ecm-generator": f"127.0.0.1:{cfg.generator_metrics_port}",
         "prometheus": prom_listen,
         "alertmanager": am_listen,
+        "ecm-pager": pager.url.removeprefix("http://") if pager else None,
     }
     prom_cfg = promconfig.render_prometheus_config(state / "prometheus", targets, am_listen)
     prom = sup.start(

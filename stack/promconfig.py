@@ -38,9 +38,14 @@ ALERTMANAGER_YML = ALERTMANAGER_DIR / "alertmanager.yml"
 RULES_DIR = PROMETHEUS_DIR / "rules"
 TEMPLATES_DIR = ALERTMANAGER_DIR / "templates"
 
-JOBS = ("ecm-exporter", "ecm-generator", "prometheus", "alertmanager")
+JOBS = ("ecm-exporter", "ecm-generator", "prometheus", "alertmanager", "ecm-pager")
 WEBHOOK_ENV = ("ECM_PAGER_WEBHOOK_URL", "ECM_TICKETS_WEBHOOK_URL", "ECM_HEARTBEAT_WEBHOOK_URL")
 TIMERS = ("group_wait", "group_interval", "repeat_interval")
+# The receivers that post to the pager, and the variable holding the token it expects from
+# Alertmanager (sent as `Authorization: Bearer`, read by Alertmanager from a credentials file).
+PAGER_RECEIVERS = ("pager", "heartbeat")
+PAGER_TOKEN_ENV = "ECM_PAGER_ALERTMANAGER_TOKEN"
+PAGER_TOKEN_FILE = "pager-alertmanager-token"
 _PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 
 
@@ -109,8 +114,12 @@ def render_alertmanager_config(
     timers: Mapping[str, str] | None = None,
     templates_dir: Path | None = TEMPLATES_DIR,
     source: Path = ALERTMANAGER_YML,
+    credentials_files: Mapping[str, str] | None = None,
 ) -> Path:
     """Write out_dir/alertmanager.yml: the committed config with its ${...} URLs filled in.
+
+    credentials_files maps receiver names to a file holding the bearer token their webhooks
+    send (the pager's; Alertmanager reads the file, so the token is in no config).
 
     webhook_urls maps placeholder names (ECM_PAGER_WEBHOOK_URL, ...) to URLs; None reads them
     from the environment. templates_dir replaces the committed template folder (None keeps it,
@@ -132,6 +141,10 @@ def render_alertmanager_config(
         if key not in TIMERS:
             raise ConfigError(f"unknown Alertmanager timer {key!r}: expected one of {TIMERS}")
         _set_timer(cfg["route"], key, value, root=True)
+    for receiver in cfg.get("receivers", []):
+        path = (credentials_files or {}).get(receiver.get("name"))
+        for hook in receiver.get("webhook_configs", []) if path else []:
+            hook["http_config"] = {"authorization": {"credentials_file": str(path)}}
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / "alertmanager.yml"
     # Whole or not at all: Alertmanager may be (re)reading the file.
@@ -222,6 +235,19 @@ def alertmanager_command(
     ]
 
 
+def _write_pager_token(out_dir: Path, seen_as: str) -> dict[str, str]:
+    """The pager's token from the environment into out_dir; receiver -> its path as seen_as."""
+    token = os.environ.get(PAGER_TOKEN_ENV, "").strip()
+    if not token:
+        return {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Readable by Alertmanager's own user in its container, which shares only this volume.
+    fd = os.open(out_dir / PAGER_TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return {name: f"{seen_as.rstrip('/')}/{PAGER_TOKEN_FILE}" for name in PAGER_RECEIVERS}
+
+
 def load_rendered(path: Path) -> dict[str, Any]:
     """A rendered config read back (for tests and checks)."""
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -244,8 +270,16 @@ def main(argv: list[str] | None = None) -> int:
     am.add_argument(
         "--templates-dir", type=Path, help="template folder (default: the committed path)"
     )
+    am.add_argument(
+        "--credentials-dir",
+        help=f"where Alertmanager finds {PAGER_TOKEN_FILE}, written to --out-dir when "
+        f"{PAGER_TOKEN_ENV} is set (default: --out-dir)",
+    )
     ns = p.parse_args(argv)
-    out = render_alertmanager_config(ns.out_dir, templates_dir=ns.templates_dir, source=ns.source)
+    credentials = _write_pager_token(ns.out_dir, ns.credentials_dir or str(ns.out_dir))
+    out = render_alertmanager_config(
+        ns.out_dir, templates_dir=ns.templates_dir, source=ns.source, credentials_files=credentials
+    )
     print(f"rendered {out} from {ns.source}")
     return 0
 

@@ -4,6 +4,7 @@ Alertmanager and a webhook sink, with the committed configs rendered for short i
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sys
 import threading
@@ -127,6 +128,7 @@ class LiveStack:
         self.exporter: Child | None = None
         self.prometheus: Child | None = None
         self.alertmanager: Child | None = None
+        self.pager: Child | None = None
         self.exporter_port = free_port()
         self.alertmanager_port = free_port()
 
@@ -137,6 +139,7 @@ class LiveStack:
         self.sink.start()
         self.traffic.start()
         self.start_exporter()
+        self.start_pager()
         urls = {
             "ECM_PAGER_WEBHOOK_URL": self.sink.url("pager"),
             "ECM_TICKETS_WEBHOOK_URL": self.sink.url("tickets"),
@@ -155,6 +158,8 @@ class LiveStack:
             port=self.alertmanager_port,
         )
         rule_files = rules.write(E2E_RULES, self.workdir / "rules")
+        assert self.pager is not None
+        pager_address = self.pager.url.removeprefix("http://")
 
         def prom_argv(port: int) -> list[str]:
             cfg = promconfig.render_prometheus_config(
@@ -164,6 +169,7 @@ class LiveStack:
                     "ecm-generator": None,
                     "prometheus": f"127.0.0.1:{port}",
                     "alertmanager": am_address,
+                    "ecm-pager": pager_address,
                 },
                 am_address,
                 rule_files=rule_files,
@@ -214,6 +220,35 @@ class LiveStack:
             env={"ECM_DATABASE_URL": self.reader_url},
         )
         poll("the exporter's first refresh", self._refreshed, 30, diagnostics=self.exporter.tail)
+
+    def start_pager(self) -> None:
+        """Start the real pager, scraped for its dashboard row; it pages the sink's /pages."""
+        config = self.workdir / "pager.yml"
+        policy = {"levels": [{"targets": [{"webhook": self.sink.url("pages")}]}]}
+        doc = {
+            "policies": {"sink": policy},
+            "services": {"ecm": {"policy": "sink"}, "ecm-monitoring": {"policy": "sink"}},
+            # Alertmanager sends the Watchdog to the sink here, not to this pager.
+            "watchdog_silence": "1d",
+        }
+        config.write_text(json.dumps(doc))
+        self.pager = start_service(
+            self.sup,
+            "pager",
+            lambda port: [
+                sys.executable,
+                "-m",
+                "pager",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+                "serve",
+            ],
+            self.workdir,
+            "/readyz",
+            env={"ECM_DATABASE_URL": self.db_url},
+        )
 
     def _refreshed(self) -> bool | None:
         assert self.exporter is not None

@@ -14,12 +14,13 @@ from tests.fixtures.tools import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 # The scrape jobs docs/CONTRACT.md names.
-CONTRACT_JOBS = {"ecm-exporter", "ecm-generator", "prometheus", "alertmanager"}
+CONTRACT_JOBS = {"ecm-exporter", "ecm-generator", "prometheus", "alertmanager", "ecm-pager"}
 LOCAL = {
     "ecm-exporter": "127.0.0.1:19742",
     "ecm-generator": "127.0.0.1:19743",
     "prometheus": "127.0.0.1:19090",
     "alertmanager": "127.0.0.1:19093",
+    "ecm-pager": "127.0.0.1:19744",
 }
 
 
@@ -82,8 +83,8 @@ def test_every_job_needs_an_address(tmp_path: Path) -> None:
     partial = {k: v for k, v in LOCAL.items() if k != "alertmanager"}
     with pytest.raises(ConfigError, match="no address given for scrape job 'alertmanager'"):
         promconfig.render_prometheus_config(tmp_path, partial, None)
-    with pytest.raises(ConfigError, match="no scrape job named ecm-pager"):
-        promconfig.render_prometheus_config(tmp_path, {**LOCAL, "ecm-pager": "x:1"}, None)
+    with pytest.raises(ConfigError, match="no scrape job named ecm-unknown"):
+        promconfig.render_prometheus_config(tmp_path, {**LOCAL, "ecm-unknown": "x:1"}, None)
 
 
 def test_alertmanager_urls_from_the_environment(
