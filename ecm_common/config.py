@@ -18,6 +18,7 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 
+from ecm_common.db import redact
 from ecm_common.errors import ConfigError
 from ecm_common.net import check_free
 
@@ -279,7 +280,9 @@ def load_config(
     if file is not None:
         layers.append((str(file), read_yaml(file)))
     layers.append(("environment", env_values(model, environ)))
-    layers.append(("command line", {k: v for k, v in (flags or {}).items() if v is not None}))
+    cli = {k: v for k, v in (flags or {}).items() if v is not None}
+    refuse_secret_flags(cli)
+    layers.append(("command line", cli))
     merged: dict[str, Any] = {}
     for source, values in layers:
         # A group's name is no option: users name its fields directly.
@@ -290,6 +293,17 @@ def load_config(
         validate(model, {**_defaults(model), **values}, source)
         merged.update(values)
     return validate(model, merged, "configuration")
+
+
+def refuse_secret_flags(flags: Mapping[str, Any]) -> None:
+    """ConfigError for a password given on the command line, where `ps` shows it to every user."""
+    for key, value in flags.items():
+        if isinstance(value, str) and redact(value) != value:
+            raise ConfigError(
+                f"command line: --{key.replace('_', '-')} carries a password, which any user of this machine can read "
+                f"in the process list; give it in {ENV_PREFIX}{key.upper()}, a configuration "
+                "file or ~/.pgpass (PGPASSWORD) instead"
+            )
 
 
 def validate(model: type[M], data: Any, source: str) -> M:

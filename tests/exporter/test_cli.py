@@ -247,12 +247,11 @@ def test_windows_take_the_common_duration_syntax(
 
 
 def test_database_password_is_not_echoed_by_a_bad_url(
-    exporter_main: Callable[..., tuple[int, str, str]],
+    exporter_main: Callable[..., tuple[int, str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secret = "hunter2-not-shown"
-    status, _, err = exporter_main(
-        "--database-url", f"postgresql://u:{secret}@h:99999/db", "--check-only"
-    )
+    monkeypatch.setenv("ECM_DATABASE_URL", f"postgresql://u:{secret}@h:99999/db")
+    status, _, err = exporter_main("--check-only")
     assert status == 2
     assert "database_url" in err and secret not in err
 
@@ -273,14 +272,22 @@ def test_port_in_use_is_one_line_and_exit_2() -> None:
 
 
 def test_a_validation_error_names_the_field_not_the_settings(
-    exporter_main: Callable[..., tuple[int, str, str]],
+    exporter_main: Callable[..., tuple[int, str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """warn >= alert is refused with both names; the database URL beside it is not shown."""
     secret = "hunter2-not-shown"
-    status, _, err = exporter_main(
-        "--database-url", f"postgresql://u:{secret}@h/db",
-        "--warn-failure-ratio", "0.05", "--check-only",
-    )  # fmt: skip
+    monkeypatch.setenv("ECM_DATABASE_URL", f"postgresql://u:{secret}@h/db")
+    status, _, err = exporter_main("--warn-failure-ratio", "0.05", "--check-only")
     assert status == 2
     assert "warn_failure_ratio (0.05)" in err and "alert_failure_ratio (0.05)" in err
     assert secret not in err and "postgresql" not in err
+
+
+def test_a_password_on_the_command_line_is_refused(
+    exporter_main: Callable[..., tuple[int, str, str]],
+) -> None:
+    """Any user can read a process's arguments: a password belongs in the environment or a file."""
+    secret = "hunter2-not-shown"
+    status, _, err = exporter_main("--database-url", f"postgresql://u:{secret}@h/db", "--once")
+    assert status == 2
+    assert "--database-url carries a password" in err and secret not in err

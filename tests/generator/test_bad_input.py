@@ -231,10 +231,31 @@ def test_huge_value_is_not_echoed_whole(gen: Callable[..., tuple[int, str, str]]
     assert "rate" in err and len(err) < 300
 
 
-def test_database_url_password_is_never_echoed(gen: Callable[..., tuple[int, str, str]]) -> None:
-    status, _, err = gen("--database-url", f"postgresql://u:{SECRET}@h:port/db", "--check-only")
+def test_database_url_password_is_never_echoed(
+    gen: Callable[..., tuple[int, str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ECM_DATABASE_URL", f"postgresql://u:{SECRET}@h:port/db")
+    status, _, err = gen("--check-only")
     assert status == 2
     assert "database_url" in err and SECRET not in err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://u:{SECRET}@h/db",
+        f"host=h password={SECRET}",
+        f"postgresql://h/db?password={SECRET}",
+    ],
+)
+def test_a_password_on_the_command_line_is_refused(
+    gen: Callable[..., tuple[int, str, str]], url: str
+) -> None:
+    """Any user can read a process's arguments: a password belongs in the environment or a file."""
+    status, _, err = gen("--database-url", url, "--check-only")
+    assert status == 2
+    assert err.count("\n") == 1 and SECRET not in err
+    assert "--database-url carries a password" in err and "ECM_DATABASE_URL" in err
 
 
 SCENARIO_CASES: dict[str, tuple[str | bytes, str]] = {
