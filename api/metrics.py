@@ -147,8 +147,8 @@ class KpiCollector(Collector):
             )  # fmt: skip
         over = GaugeMetricFamily(
             "ecm_pm_cells_over_threshold",
-            f"Cells whose average {w} is over the kpi's threshold of this severity.",
-            labels=("kpi", "severity"),
+            f"Cells whose average {w} is over the kpi's threshold of this level.",
+            labels=("kpi", "level"),
         )
         for key in THRESHOLD_LABELS:
             over.add_metric(key, k.over.get(key, 0))

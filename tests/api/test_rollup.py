@@ -125,10 +125,10 @@ def test_kpi_gauges_thresholds_top_n_and_silent_cells(
     assert one("ecm_pm_cells_reporting") == 4
     assert one("ecm_pm_dl_prb_utilization_ratio") == pytest.approx((40 + 90 + 97 + 30) / 400)
     assert one("ecm_pm_drop_ratio") == pytest.approx((0.2 + 0.5 + 1.5 + 2.5) / 400)
-    assert one("ecm_pm_cells_over_threshold", kpi="prb_utilization", severity="warning") == 2
-    assert one("ecm_pm_cells_over_threshold", kpi="prb_utilization", severity="critical") == 1
-    assert one("ecm_pm_cells_over_threshold", kpi="drop", severity="warning") == 2
-    assert one("ecm_pm_cells_over_threshold", kpi="drop", severity="critical") == 1
+    assert one("ecm_pm_cells_over_threshold", kpi="prb_utilization", level="warning") == 2
+    assert one("ecm_pm_cells_over_threshold", kpi="prb_utilization", level="critical") == 1
+    assert one("ecm_pm_cells_over_threshold", kpi="drop", level="warning") == 2
+    assert one("ecm_pm_cells_over_threshold", kpi="drop", level="critical") == 1
     busiest = {
         dict(k[1])["cell"]: v
         for k, v in g.items()

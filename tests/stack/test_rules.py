@@ -39,6 +39,12 @@ EXPECTED_ALERTS = {
     "EcmDatabaseDown",
     "EcmGeneratorWriterStuck",
     "EcmWatchdog",
+    # RAN PM (issue 12): the ECM API's KPI gauges.
+    "EcmPmPrbUtilizationHigh",
+    "EcmPmDropRateHigh",
+    "EcmPmCellsSilent",
+    "EcmApiDown",
+    "EcmPmRollupStale",
 }
 
 
