@@ -11,10 +11,9 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import FrameType
-from typing import NoReturn
 
-from ecm_common.cli import run
-from ecm_common.config import check_listen, one_line, option_names
+from ecm_common.cli import Parser, run
+from ecm_common.config import check_listen, option_names
 from ecm_common.db import database_url, redact
 from ecm_common.errors import ConfigError
 from ecm_common.logs import setup_logging
@@ -39,14 +38,6 @@ PROG = "ecm-exporter"
 CONFIG_ENV = "ECM_CONFIG"
 
 
-class _Parser(argparse.ArgumentParser):
-    """Bad flags are a ConfigError: one line and exit 2, no usage dump."""
-
-    def error(self, message: str) -> NoReturn:
-        """Raise instead of printing usage."""
-        raise ConfigError(f"{one_line(message, 200)} (see --help)")
-
-
 def _once_window(text: str) -> int:
     """Minutes for --once: a whole number (the seed's form) or a duration like 1h."""
     try:
@@ -62,7 +53,7 @@ def _once_window(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags; option flags default to None so lower layers (YAML, ECM_*) show through."""
-    p = _Parser(
+    p = Parser(
         prog=PROG,
         description="Export emergency-call metrics from PostgreSQL to Prometheus.",
         allow_abbrev=False,  # --window and --windows must never be confused

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 
 from db.migrate import migrate
 from db.roles import (
@@ -19,8 +19,8 @@ from db.roles import (
     PAGER_LOGIN,
     ensure_login,
 )
-from ecm_common.cli import run
-from ecm_common.config import check_listen, load_config, one_line, read_text
+from ecm_common.cli import Parser, run
+from ecm_common.config import check_listen, load_config, read_text
 from ecm_common.db import database_url, redact
 from ecm_common.errors import ConfigError
 from ecm_common.logs import setup_logging
@@ -81,18 +81,6 @@ INIT_DB_LOGINS = (
 )
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one ConfigError line (exit 2), no abbreviations."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # An abbreviation would let the removed --exporter-password match --exporter-password-file.
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(one_line(message, 200))
-
-
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=argparse.SUPPRESS, help="YAML file of options")
     parser.add_argument(
@@ -107,12 +95,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: subcommands run (default), backfill and init-db."""
-    parser = _Parser(
+    parser = Parser(
         prog=PROG,
         description=__doc__,
         epilog="Without a subcommand, run is assumed. Options: ecm-generator run --help.",
     )
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", parser_class=Parser)
     _common(sub.add_parser("run", help="generate live traffic (the default)"))
     bf = sub.add_parser("backfill", help="write history as fast as the database takes it")
     _common(bf)

@@ -29,7 +29,7 @@ log = logging.getLogger("stack")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line flags; unset flags stay None so lower layers show through."""
-    p = argparse.ArgumentParser(prog="ecm-stack", description=__doc__)
+    p = cli.Parser(prog="ecm-stack", description=__doc__)
     p.add_argument("--config", help="YAML file with any of the options below")
     p.add_argument("--database-url", help=f"use this database instead of a local one ({URL_ENV})")
     p.add_argument(
