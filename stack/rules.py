@@ -385,7 +385,14 @@ def render(p: RuleParams) -> dict[str, str]:
     return {
         RECORDING_FILE: HEADER + dump_yaml(recording_rules(p)),
         ALERTS_FILE: HEADER + dump_yaml(alerting_rules(p)),
+        **_pager_files(p),
     }
+
+
+def _pager_files(p: RuleParams) -> dict[str, str]:
+    from stack.rules_pager import PAGER_ALERTS_FILE, pager_alerting_rules  # it imports this module
+
+    return {PAGER_ALERTS_FILE: HEADER + dump_yaml(pager_alerting_rules(p))}
 
 
 def write(p: RuleParams, out_dir: Path) -> list[Path]:

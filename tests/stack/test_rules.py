@@ -45,6 +45,10 @@ EXPECTED_ALERTS = {
     "EcmPmCellsSilent",
     "EcmApiDown",
     "EcmPmRollupStale",
+    # The pager's own health (issue 11).
+    "EcmPagerDown",
+    "EcmPagerOutboxBacklog",
+    "EcmPagerNotificationsFailing",
 }
 
 
