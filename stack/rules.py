@@ -386,7 +386,14 @@ def render(p: RuleParams) -> dict[str, str]:
         RECORDING_FILE: HEADER + dump_yaml(recording_rules(p)),
         ALERTS_FILE: HEADER + dump_yaml(alerting_rules(p)),
         **_pager_files(p),
+        **_pm_files(p),
     }
+
+
+def _pm_files(p: RuleParams) -> dict[str, str]:
+    from stack.rules_pm import PM_ALERTS_FILE, pm_alerting_rules  # it imports this module
+
+    return {PM_ALERTS_FILE: HEADER + dump_yaml(pm_alerting_rules(p))}
 
 
 def _pager_files(p: RuleParams) -> dict[str, str]:
