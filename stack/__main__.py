@@ -14,12 +14,20 @@ from types import FrameType
 from typing import get_args
 
 from db.migrate import migrate
-from db.roles import EXPORTER_LOGIN, GENERATOR_LOGIN, LOGINS, PAGER_LOGIN, ensure_login, url_for
+from db.roles import (
+    API_LOGIN,
+    EXPORTER_LOGIN,
+    GENERATOR_LOGIN,
+    LOGINS,
+    PAGER_LOGIN,
+    ensure_login,
+    url_for,
+)
 from ecm_common import cli
 from ecm_common.config import load_config
 from ecm_common.db import URL_ENV, redact
 from ecm_common.logs import setup_logging
-from stack import local_pager, pgbinaries
+from stack import local_api, local_pager, pgbinaries
 from stack.config import StackConfig
 from stack.pgcluster import LocalCluster
 from stack.runner import Child, Supervisor, check_port_free, wait_http
@@ -55,6 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--sink-port", type=int, help="local webhook sink port when no webhook URLs are set (9099)"
     )
     p.add_argument("--pager-port", type=int, help="pager API port (default 9744)")
+    p.add_argument("--api-port", type=int, help="ECM API port (default 9745)")
+    p.add_argument("--pm-period", help="PM generator granularity period (default 10s)")
     p.add_argument(
         "--without-prometheus",
         dest="with_prometheus",
@@ -86,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     check_port_free(cfg.exporter_port, "the exporter")
     check_port_free(cfg.generator_metrics_port, "the generator's metrics")
     check_port_free(cfg.pager_port, "the pager")
+    check_port_free(cfg.api_port, "the ECM API")
 
     # SIGINT too: a shell that starts us in the background hands us SIGINT ignored.
     signal.signal(signal.SIGINT, _raise_interrupt)
@@ -103,12 +114,13 @@ def main(argv: list[str] | None = None) -> int:
             cluster.start()
             url = cluster.ensure_database()
         migrate(url)
-        reader_url = writer_url = pager_db_url = url
+        reader_url = writer_url = pager_db_url = api_db_url = url
         if cluster is not None:
             # Our own database: the parts get least-privilege accounts, as in docker-compose.
             reader_url = login(url, EXPORTER_LOGIN)
             writer_url = login(url, GENERATOR_LOGIN)
             pager_db_url = login(url, PAGER_LOGIN)
+            api_db_url = login(url, API_LOGIN)
         log.info("database ready: %s", redact(url))
 
         sup.start(python_child("generator", "generator", generator_args(cfg), state, writer_url))
@@ -120,11 +132,16 @@ def main(argv: list[str] | None = None) -> int:
         wait_http(f"http://127.0.0.1:{cfg.exporter_port}/metrics", exporter)
         pager_child, pager = local_pager.child(cfg, state, pager_db_url, sys.executable)
         sup.start(pager_child).wait_ready()
+        api_child, pm_child, api = local_api.children(cfg, state, api_db_url, sys.executable)
+        sup.start(api_child).wait_ready()
+        sup.start(pm_child)
 
         urls = {
             "exporter metrics": f"http://127.0.0.1:{cfg.exporter_port}/metrics",
             "generator metrics": f"http://127.0.0.1:{cfg.generator_metrics_port}/metrics",
             "pager API": f"{pager.url}/docs (write token: {pager.write_token_file})",
+            "ECM API": f"{api.url}/docs (token: {api.token_file})",
+            "API metrics": f"{api.url}/metrics",
         }
         urls.update(start_prometheus_stack(cfg, sup, state, pager))
         print_banner(urls, state, url, postgres)

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import Field
 
 from ecm_common.config import DatabaseUrl, StrictModel
+from ecm_common.durations import Seconds
 from ecm_common.logs import LogFormat, LogLevel
 from generator.config import MAX_RATE, MAX_TOWERS
 from stack.pgbinaries import PostgresChoice
@@ -29,6 +30,9 @@ class StackConfig(StrictModel):
     alertmanager_port: Port = 9093
     sink_port: Port = 9099
     pager_port: Port = 9744
+    api_port: Port = 9745
+    # The PM generator's granularity period in the local run (vendors use 15 minutes).
+    pm_period: Seconds = Field(10.0, ge=1, le=86400)
     with_prometheus: bool = True
     state_dir: Annotated[str | None, Field(min_length=1, max_length=4096)] = None
     log_level: LogLevel = "INFO"

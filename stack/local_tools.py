@@ -85,6 +85,7 @@ def start(
         "prometheus": prom_listen,
         "alertmanager": am_listen,
         "ecm-pager": pager.url.removeprefix("http://") if pager else None,
+        "ecm-api": f"127.0.0.1:{cfg.api_port}",
     }
     prom_cfg = promconfig.render_prometheus_config(state / "prometheus", targets, am_listen)
     prom = sup.start(

@@ -38,7 +38,7 @@ ALERTMANAGER_YML = ALERTMANAGER_DIR / "alertmanager.yml"
 RULES_DIR = PROMETHEUS_DIR / "rules"
 TEMPLATES_DIR = ALERTMANAGER_DIR / "templates"
 
-JOBS = ("ecm-exporter", "ecm-generator", "prometheus", "alertmanager", "ecm-pager")
+JOBS = ("ecm-exporter", "ecm-generator", "prometheus", "alertmanager", "ecm-pager", "ecm-api")
 WEBHOOK_ENV = ("ECM_PAGER_WEBHOOK_URL", "ECM_TICKETS_WEBHOOK_URL", "ECM_HEARTBEAT_WEBHOOK_URL")
 TIMERS = ("group_wait", "group_interval", "repeat_interval")
 # The receivers that post to the pager, and the variable holding the token it expects from

@@ -80,7 +80,8 @@ class LocalRun:
 
 def start_stack(tmp_path: Path, *extra: str) -> LocalRun:
     """`python -m stack` on free ports with its own database (no ECM_DATABASE_URL)."""
-    port = {name: free_port() for name in ("exporter", "gen", "prom", "am", "sink", "pager")}
+    names = ("exporter", "gen", "prom", "am", "sink", "pager", "api")
+    port = {name: free_port() for name in names}
     state = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if k not in ("ECM_DATABASE_URL", "ECM_POSTGRES")}
     argv = [sys.executable, "-m", "stack", "--state-dir", str(state), "--rate", "50"]
@@ -91,6 +92,7 @@ def start_stack(tmp_path: Path, *extra: str) -> LocalRun:
         ("--alertmanager-port", "am"),
         ("--sink-port", "sink"),
         ("--pager-port", "pager"),
+        ("--api-port", "api"),
     ):
         argv += [flag, str(port[name])]
     out = tmp_path / "stack.out"

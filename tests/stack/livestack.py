@@ -170,6 +170,7 @@ class LiveStack:
                     "prometheus": f"127.0.0.1:{port}",
                     "alertmanager": am_address,
                     "ecm-pager": pager_address,
+                    "ecm-api": None,
                 },
                 am_address,
                 rule_files=rule_files,

@@ -14,13 +14,21 @@ from tests.fixtures.tools import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 # The scrape jobs docs/CONTRACT.md names.
-CONTRACT_JOBS = {"ecm-exporter", "ecm-generator", "prometheus", "alertmanager", "ecm-pager"}
+CONTRACT_JOBS = {
+    "ecm-exporter",
+    "ecm-generator",
+    "prometheus",
+    "alertmanager",
+    "ecm-pager",
+    "ecm-api",
+}
 LOCAL = {
     "ecm-exporter": "127.0.0.1:19742",
     "ecm-generator": "127.0.0.1:19743",
     "prometheus": "127.0.0.1:19090",
     "alertmanager": "127.0.0.1:19093",
     "ecm-pager": "127.0.0.1:19744",
+    "ecm-api": "127.0.0.1:19745",
 }
 
 
