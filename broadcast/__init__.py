@@ -1,0 +1,1 @@
+"""SMS emergency-alert broadcast: a producer, a sender pool and a progress monitor on PostgreSQL."""
