@@ -24,7 +24,7 @@ from generator.config import GeneratorSettings, model_params, paths
 from generator.metrics import GeneratorMetrics
 from generator.model import CallModel, ModelParams
 from generator.outcome import WritesRefused, check_outcome
-from generator.pipeline import Counts, Pipeline, WriteOptions
+from generator.pipeline import Counts, Pipeline
 from generator.runner import RunLimits, chunk_size, produce
 from generator.scenario import Scenario, load_scenario, read_scenario_file
 from generator.writer import (
@@ -69,18 +69,6 @@ def deferred_preparation(url: str, params: ModelParams) -> Callable[[psycopg.Con
     return prepare
 
 
-def write_options(s: GeneratorSettings) -> WriteOptions:
-    """The pipeline's batching and retry settings."""
-    return WriteOptions(
-        batch_size=s.batch_size,
-        flush_interval=s.flush_interval,
-        queue_size=s.queue_size,
-        max_retries=s.max_retries,
-        retry_base_delay=s.retry_base_delay,
-        retry_max_delay=s.retry_max_delay,
-    )
-
-
 def make_pipeline(
     s: GeneratorSettings,
     url: str,
@@ -89,8 +77,8 @@ def make_pipeline(
 ) -> Pipeline:
     """A pipeline writing to url with the configured spool and dead-letter paths."""
     p = paths(s)
-    writer = DbWriter(url, s.write_timeout, prepare)
-    return Pipeline(writer, p.spool_dir, p.dead_letter_file, write_options(s), metrics)
+    writer = DbWriter(url, s.write.write_timeout, prepare)
+    return Pipeline(writer, p.spool_dir, p.dead_letter_file, s.write, metrics)
 
 
 def effective_settings(s: GeneratorSettings) -> GeneratorSettings:
@@ -157,7 +145,7 @@ def run_live(s: GeneratorSettings) -> Counts:
     timeline = scenario.timeline(params) if scenario else None
     prepare: Callable[[psycopg.Connection], None] | None = None
     try:
-        prepare_database(url, params, s.write_timeout)
+        prepare_database(url, params, s.write.write_timeout)
     except DatabaseUnavailable as exc:
         log.warning("%s; starting anyway: calls are spooled until it can be reached", exc)
         prepare = deferred_preparation(url, params)
@@ -191,7 +179,7 @@ def run_live(s: GeneratorSettings) -> Counts:
                     pipeline,
                     rng,
                     limits,
-                    chunk_size(params.rate * s.speed, s.flush_interval, s.batch_size),
+                    chunk_size(params.rate * s.speed, s.write.flush_interval, s.write.batch_size),
                     stop,
                 )
             finally:

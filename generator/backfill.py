@@ -158,7 +158,7 @@ def backfill_command(
             progress.start()
             try:
                 generate_history(
-                    model, pipeline, np.random.default_rng(s.seed), span, s.batch_size, stop
+                    model, pipeline, np.random.default_rng(s.seed), span, s.write.batch_size, stop
                 )
             finally:
                 counts = pipeline.close()

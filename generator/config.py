@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
@@ -23,7 +23,7 @@ from generator.model import (
     ModelParams,
     zipf_weights,
 )
-from generator.writer import WRITE_TIMEOUT_S
+from generator.pipeline import WriteOptions
 
 _TOWER = re.compile(r"^TOWER_([1-9]\d{0,8})$")
 MAX_TOWERS = 100_000
@@ -33,8 +33,6 @@ MAX_SPEED = 10_000.0
 MAX_LATENCY_MS = 600_000.0  # ten minutes: no call setup takes longer
 MAX_SIGMA = 3.0
 MAX_WEIGHT = 1e9
-MAX_FLUSH_INTERVAL_S = 60.0
-MAX_RETRY_DELAY_S = 600.0
 MAX_PATH = 4096
 
 
@@ -125,6 +123,8 @@ Path_ = Annotated[str | None, AfterValidator(_path)]
 class GeneratorSettings(StrictModel):
     """Every generator option (see docs/scenarios.md and the README for meanings)."""
 
+    flat: ClassVar[tuple[str, ...]] = ("write",)
+
     database_url: DatabaseUrl = None
     rate: float = Field(5.0, gt=0, le=MAX_RATE, description="mean calls per second (Poisson)")
     # Baseline share of failed calls: sessions succeed 99.5% of the time, inside the 98% target.
@@ -148,15 +148,10 @@ class GeneratorSettings(StrictModel):
     start: Annotated[datetime | None, AfterValidator(_finite_time)] = None
     scenario: Path_ = None
     speed: float = Field(1.0, gt=0, le=MAX_SPEED)
-    batch_size: int = Field(5000, ge=1, le=1_000_000)
-    flush_interval: Seconds = Field(1.0, gt=0, le=MAX_FLUSH_INTERVAL_S)
-    queue_size: int = Field(100_000, ge=1, le=10_000_000)
     spool_dir: Path_ = None
     dead_letter_file: Path_ = None
-    max_retries: int = Field(5, ge=0, le=100)
-    retry_base_delay: Seconds = Field(0.2, ge=0, le=MAX_RETRY_DELAY_S)
-    retry_max_delay: Seconds = Field(5.0, ge=0, le=MAX_RETRY_DELAY_S)
-    write_timeout: Seconds = Field(WRITE_TIMEOUT_S, gt=0, le=3600)
+    # batch_size, flush_interval, queue_size, max_retries, retry delays, write_timeout.
+    write: WriteOptions = Field(default_factory=WriteOptions)
     metrics_port: int | None = Field(None, ge=0, le=65535)
     metrics_listen_address: str = Field("0.0.0.0", pattern=r"^[A-Za-z0-9.:_%\[\]-]{1,255}$")
     log_level: LogLevel = "INFO"
@@ -197,11 +192,6 @@ class GeneratorSettings(StrictModel):
     def _consistent(self) -> GeneratorSettings:
         for name in self.tower_weights or {}:
             tower_index(name, self.towers)
-        if self.retry_base_delay > self.retry_max_delay:
-            raise ValueError(
-                f"retry_base_delay ({self.retry_base_delay:g}s) must not exceed "
-                f"retry_max_delay ({self.retry_max_delay:g}s)"
-            )
         return self
 
 

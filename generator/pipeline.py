@@ -20,16 +20,22 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import psycopg
+from pydantic import Field, model_validator
 
 from ecm_common.clock import Clock, SystemClock
+from ecm_common.config import StrictModel
+from ecm_common.durations import Seconds
 from ecm_common.errors import EcmError
 from generator.backpressure import MAX_WAIT_S, BoundedQueue
 from generator.batch import CallBatch, split_valid
 from generator.metrics import GeneratorMetrics
 from generator.spool import BadRange, DeadLetters, Spool, SpoolError
-from generator.writer import classify, explain
+from generator.writer import WRITE_TIMEOUT_S, classify, explain
 
 log = logging.getLogger(__name__)
+
+MAX_FLUSH_INTERVAL_S = 60.0
+MAX_RETRY_DELAY_S = 600.0
 
 Outcome = Literal["done", "retry", "refused"]
 # Counts whose metric has another name (every other count is the GeneratorMetrics attribute).
@@ -52,16 +58,25 @@ class BatchWriter(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class WriteOptions:
-    """Batching, retry and timeout settings of the writer thread."""
+class WriteOptions(StrictModel):
+    """Batching, retry and timeout settings of the writer (options of the same names)."""
 
-    batch_size: int = 5000
-    flush_interval: float = 1.0
-    queue_size: int = 100_000
-    max_retries: int = 5
-    retry_base_delay: float = 0.2
-    retry_max_delay: float = 5.0
+    batch_size: int = Field(default=5000, ge=1, le=1_000_000)
+    flush_interval: Seconds = Field(default=1.0, gt=0, le=MAX_FLUSH_INTERVAL_S)
+    queue_size: int = Field(default=100_000, ge=1, le=10_000_000)
+    max_retries: int = Field(default=5, ge=0, le=100)
+    retry_base_delay: Seconds = Field(default=0.2, ge=0, le=MAX_RETRY_DELAY_S)
+    retry_max_delay: Seconds = Field(default=5.0, ge=0, le=MAX_RETRY_DELAY_S)
+    write_timeout: Seconds = Field(default=WRITE_TIMEOUT_S, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _delays_ordered(self) -> WriteOptions:
+        if self.retry_base_delay > self.retry_max_delay:
+            raise ValueError(
+                f"retry_base_delay ({self.retry_base_delay:g}s) must not exceed "
+                f"retry_max_delay ({self.retry_max_delay:g}s)"
+            )
+        return self
 
 
 @dataclass
