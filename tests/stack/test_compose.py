@@ -22,10 +22,16 @@ COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
 COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_TEXT)
 SERVICES: dict[str, Any] = COMPOSE["services"]
 # Where code reads its environment: the Python packages.
-CODE_DIRS = ("ecm_common", "db", "generator", "exporter", "stack", "pager")
+CODE_DIRS = ("ecm_common", "db", "generator", "exporter", "stack", "pager", "api")
 CODE_FILES = [p for d in CODE_DIRS for p in (ROOT / d).rglob("*.py")]
 # Option models whose fields are read as ECM_<FIELD> (ecm_common.config.env_values).
-SETTINGS_MODULES = ("exporter.config", "generator.config", "pager.config")
+SETTINGS_MODULES = (
+    "exporter.config",
+    "generator.config",
+    "pager.config",
+    "api.config",
+    "generator.pm_config",
+)
 _INTERP = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?][^}]*)?\}")
 
 
@@ -70,6 +76,8 @@ def test_services_the_issue_lists() -> None:
         "alertmanager",
         "grafana",
         "pager",
+        "api",
+        "pm-generator",
     }
     assert "init-db" in SERVICES["db-init"]["command"]
     gen = SERVICES["generator"]["command"]
@@ -149,6 +157,7 @@ def test_host_ports_are_unique_and_as_documented() -> None:
         9090: "prometheus",
         3000: "grafana",
         9744: "pager",
+        9745: "api",
     }
 
 
@@ -204,7 +213,8 @@ def test_env_example_covers_every_required_variable() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["postgres", "generator", "exporter", "prometheus", "alertmanager", "grafana", "pager"]
+    "name",
+    ["postgres", "generator", "exporter", "prometheus", "alertmanager", "grafana", "pager", "api"],
 )
 def test_long_running_services_restart_and_are_checked(name: str) -> None:
     """Every long-running service restarts on failure and has a healthcheck."""
