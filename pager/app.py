@@ -55,7 +55,8 @@ def build(
     metrics = PagerMetrics(registry)
     pool = ConnectionPool(
         url,
-        min_size=1,
+        # Opened at start: a burst of webhooks never waits for new connections.
+        min_size=POOL_SIZE,
         max_size=POOL_SIZE,
         timeout=POOL_TIMEOUT_S,
         kwargs={

@@ -135,10 +135,9 @@ class Engine:
 
         def work(conn: psycopg.Connection) -> IngestResult:
             result = IngestResult()
-            for service, alert in alerts:
-                if alert.status == "firing":
-                    self._firing(conn, service, alert, now, result)
-                else:
+            self._firing(conn, [(s, a) for s, a in alerts if a.status == "firing"], now, result)
+            for _service, alert in alerts:
+                if alert.status == "resolved":
                     self._resolved(conn, alert, now, result)
             return result
 
@@ -149,35 +148,79 @@ class Engine:
         return result
 
     def _firing(
-        self, conn: psycopg.Connection, service: str, alert: Alert, now: datetime, r: IngestResult
+        self,
+        conn: psycopg.Connection,
+        alerts: list[tuple[str, Alert]],
+        now: datetime,
+        r: IngestResult,
     ) -> None:
-        if conn.execute(q.FIND_ALERT, (alert.fingerprint, alert.startsAt)).fetchone():
-            r.unchanged += 1
+        """Attach the new firing alerts to their services' open incidents, opening those that
+        are missing; a few statements per webhook, whatever its number of alerts."""
+        if not alerts:
             return
-        for _ in range(TX_ATTEMPTS):
-            incident_id = self._open(conn, service, alert.summary, now)
-            if incident_id is not None:
-                r.opened.append(incident_id)
+        known = {
+            (fp, starts)
+            for fp, starts in conn.execute(
+                q.FIND_ALERTS,
+                ([a.fingerprint for _, a in alerts], [a.startsAt for _, a in alerts]),
+            ).fetchall()
+        }
+        fresh: dict[tuple[str, datetime], tuple[str, Alert]] = {}
+        for service, alert in alerts:
+            key = (alert.fingerprint, alert.startsAt)
+            if key in known or key in fresh:
+                r.unchanged += 1
             else:
-                row = conn.execute(q.LOCK_OPEN_INCIDENT, {"service": service}).fetchone()
-                if row is None:
-                    continue  # resolved between our insert and our lock: open a new one
-                incident_id = int(row[0])
-            conn.execute(
-                q.ATTACH_ALERT,
-                {
-                    "fingerprint": alert.fingerprint,
-                    "starts_at": alert.startsAt,
-                    "incident_id": incident_id,
-                    "alertname": alert.alertname[:200],
-                    "labels": Jsonb(alert.labels),
-                    "now": now,
-                },
-            )
-            self._event(conn, incident_id, now, "alert firing", _describe(alert))
-            r.attached += 1
-            return
-        raise Conflict(f"could not attach an alert to service {service!r}")
+                fresh[key] = (service, alert)
+        incident_of: dict[str, int] = {}
+        for service, alert in fresh.values():
+            if service not in incident_of:
+                incident_of[service] = self._incident_for(conn, service, alert.summary, now, r)
+        rows = list(fresh.values())
+        attached = conn.execute(
+            q.ATTACH_ALERTS,
+            {
+                "fingerprints": [a.fingerprint for _, a in rows],
+                "starts": [a.startsAt for _, a in rows],
+                "incidents": [incident_of[s] for s, _ in rows],
+                "alertnames": [a.alertname[:200] for _, a in rows],
+                "labels": [Jsonb(a.labels) for _, a in rows],
+                "now": now,
+            },
+        ).fetchall()
+        # A concurrent retry of the same webhook may have stored some first: those are not new.
+        stored = {(fp, starts) for fp, starts in attached}
+        events = [
+            (incident_of[s], _describe(a)) for s, a in rows if (a.fingerprint, a.startsAt) in stored
+        ]
+        conn.execute(
+            q.ADD_EVENTS,
+            {
+                "incidents": [i for i, _ in events],
+                "now": now,
+                "kind": "alert firing",
+                "details": [d for _, d in events],
+            },
+        )
+        r.attached += len(stored)
+        r.unchanged += len(rows) - len(stored)
+
+    def _incident_for(
+        self, conn: psycopg.Connection, service: str, title: str, now: datetime, r: IngestResult
+    ) -> int:
+        """The service's open incident, opened (and its first level paged) when there is none."""
+        for _ in range(TX_ATTEMPTS):
+            # Usually it is open already: share its key (attachers do not wait for each other;
+            # a resolver's FOR UPDATE waits for us, then counts our alerts).
+            row = conn.execute(q.SHARE_OPEN_INCIDENT, {"service": service}).fetchone()
+            if row is not None:
+                return int(row[0])
+            opened = self._open(conn, service, title, now)
+            if opened is not None:
+                r.opened.append(opened)
+                return opened
+            # Another webhook opened it first: attach to that one.
+        raise Conflict(f"could not find or open an incident for service {service!r}")
 
     def _open(
         self, conn: psycopg.Connection, service: str, title: str, now: datetime
@@ -187,13 +230,14 @@ class Engine:
             self.settings.services.get(service)
             or self.settings.services[self.settings.default_service]
         )
-        conn.execute(q.MARK_SERVICE, {"service": service, "healthy": False, "now": now})
+        conn.execute(q.ENSURE_SERVICE, {"service": service, "now": now})
         row = conn.execute(
             q.OPEN_INCIDENT, {"service": service, "title": title, "policy": spec.policy, "now": now}
         ).fetchone()
         if row is None:
             return None
         incident_id = int(row[0])
+        conn.execute(q.MARK_SERVICE, {"service": service, "healthy": False, "now": now})
         self._event(conn, incident_id, now, "triggered", title)
         if self.metrics is not None:
             self.metrics.opened.inc()

@@ -9,12 +9,23 @@ ON CONFLICT (service_id) DO UPDATE SET healthy = EXCLUDED.healthy, changed_at = 
     WHERE pager_services.healthy IS DISTINCT FROM EXCLUDED.healthy
 """
 
+ENSURE_SERVICE = """
+INSERT INTO pager_services (service_id, healthy, changed_at) VALUES (%(service)s, true, %(now)s)
+ON CONFLICT (service_id) DO NOTHING
+"""
+
 # The partial unique index decides: a second opener gets no row back and attaches instead.
 OPEN_INCIDENT = """
 INSERT INTO pager_incidents (service_id, state, title, policy, opened_at)
 VALUES (%(service)s, 'triggered', %(title)s, %(policy)s, %(now)s)
 ON CONFLICT (service_id) WHERE state <> 'resolved' DO NOTHING
 RETURNING incident_id
+"""
+
+SHARE_OPEN_INCIDENT = """
+SELECT incident_id FROM pager_incidents
+WHERE service_id = %(service)s AND state <> 'resolved'
+FOR KEY SHARE
 """
 
 LOCK_OPEN_INCIDENT = """
@@ -69,16 +80,21 @@ SET state = 'resolved', resolved_at = %(now)s, resolved_by = %(by)s, next_escala
 WHERE incident_id = %(incident_id)s
 """
 
-FIND_ALERT = """
-SELECT incident_id, status FROM pager_incident_alerts WHERE fingerprint = %s AND starts_at = %s
+FIND_ALERTS = """
+SELECT a.fingerprint, a.starts_at FROM pager_incident_alerts a
+JOIN unnest(%s::text[], %s::timestamptz[]) AS k (fingerprint, starts_at)
+  ON a.fingerprint = k.fingerprint AND a.starts_at = k.starts_at
 """
 
-ATTACH_ALERT = """
+ATTACH_ALERTS = """
 INSERT INTO pager_incident_alerts
     (fingerprint, starts_at, incident_id, alertname, labels, status, received_at)
-VALUES (%(fingerprint)s, %(starts_at)s, %(incident_id)s, %(alertname)s, %(labels)s, 'firing',
-        %(now)s)
+SELECT fingerprint, starts_at, incident_id, alertname, labels, 'firing', %(now)s
+FROM unnest(%(fingerprints)s::text[], %(starts)s::timestamptz[], %(incidents)s::bigint[],
+            %(alertnames)s::text[], %(labels)s::jsonb[])
+     AS n (fingerprint, starts_at, incident_id, alertname, labels)
 ON CONFLICT (fingerprint, starts_at) DO NOTHING
+RETURNING fingerprint, starts_at
 """
 
 RESOLVE_ALERT = """
@@ -98,6 +114,12 @@ FROM pager_incident_alerts WHERE incident_id = %s ORDER BY received_at, fingerpr
 
 ADD_EVENT = """
 INSERT INTO pager_events (incident_id, at, kind, detail) VALUES (%s, %s, %s, %s)
+"""
+
+ADD_EVENTS = """
+INSERT INTO pager_events (incident_id, at, kind, detail)
+SELECT incident_id, %(now)s, %(kind)s, detail
+FROM unnest(%(incidents)s::bigint[], %(details)s::text[]) AS e (incident_id, detail)
 """
 
 TIMELINE = """

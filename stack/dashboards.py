@@ -18,6 +18,7 @@ from typing import Any
 from ecm_common import cli
 from ecm_common.durations import parse_duration
 from exporter.assess import Status
+from stack.dashboards_pager import pager_panels
 from stack.grafana_json import (
     DATASOURCE,
     STATUS_MAPPINGS,
@@ -221,6 +222,7 @@ def overview(p: RuleParams) -> dict[str, Any]:
             (14, 21, 10, 10),
             'ALERTS{alertstate="firing", alertname=~"Ecm.*"}',
         ),
+        *pager_panels(first_id=11, y=31),
     ]
     return dashboard(
         OVERVIEW_UID,
