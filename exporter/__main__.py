@@ -18,6 +18,7 @@ from ecm_common.db import database_url, redact
 from ecm_common.errors import ConfigError
 from ecm_common.logs import setup_logging
 from exporter.assess import Thresholds
+from exporter.budget import FORMULA, Budget
 from exporter.config import (
     DEFAULT_PORT,
     DEFAULT_WINDOWS,
@@ -78,6 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"calls a tower needs to rank as worst (default {th.min_tower_calls})",
     )
     o.add_argument(
+        "--warn-tower-failure-ratio",
+        help=f"failure ratio above which a tower with min_tower_calls calls is failing and "
+        f"always published (default {th.warn_tower_failure_ratio:g})",
+    )
+    b = Budget()
+    o.add_argument(
+        "--tower-detail-max",
+        help=f"per-tower counters and gauges for every tower while there are at most this many "
+        f"(default {b.tower_detail_max})",
+    )
+    o.add_argument(
+        "--detail-towers", help="comma-separated towers that always get per-tower series"
+    )
+    o.add_argument(
+        "--failing-towers-max",
+        help=f"failing towers published per window, worst first (default {b.failing_towers_max})",
+    )
+    o.add_argument(
         "--warn-failure-ratio",
         help=f"failure ratio for WARN, 0..1 (default {th.warn_failure_ratio:g})",
     )
@@ -119,6 +138,8 @@ def _summary(s: ExporterSettings) -> str:
         f"windows {','.join(s.windows)}, thresholds failure {th.warn_failure_ratio:g}/"
         f"{th.alert_failure_ratio:g}, p95 {th.warn_p95_seconds:g}s/{th.alert_p95_seconds:g}s, "
         f"min_calls {th.min_calls}, top_n {th.top_n} (min_tower_calls {th.min_tower_calls}), "
+        f"tower_detail_max {s.budget.tower_detail_max}, detail_towers "
+        f"{len(s.budget.detail_towers)}, failing_towers_max {s.budget.failing_towers_max}, "
         f"database {db}"
     )
 
@@ -138,7 +159,12 @@ def _serve(s: ExporterSettings) -> int:
         "exporter starting: database %s, windows %s, refresh every %g s",
         redact(url), ",".join(s.windows), s.interval,
     )  # fmt: skip
-    job = RefreshJob(url, s.window_specs, s.thresholds, s.interval)
+    log.info(
+        "series budget: %s (T towers, D with detail, G regions, R reasons, W windows, N top_n, "
+        "F failing_towers_max); the first refresh logs its value",
+        FORMULA,
+    )
+    job = RefreshJob(url, s.window_specs, s.thresholds, s.interval, budget=s.budget)
 
     def status() -> str:
         last = job.last_success

@@ -13,6 +13,7 @@ from ecm_common.config import DatabaseUrl, StrictModel, load_config
 from ecm_common.durations import Seconds, format_duration, parse_minutes
 from ecm_common.logs import LogFormat, LogLevel
 from exporter.assess import Thresholds
+from exporter.budget import Budget
 
 DEFAULT_PORT = 9742
 DEFAULT_WINDOWS = ("5m", "10m", "1h")
@@ -47,7 +48,7 @@ def parse_window(text: str) -> Window:
 class ExporterSettings(StrictModel):
     """Every exporter option; the same names are YAML keys, ECM_<NAME> variables and --flags."""
 
-    flat: ClassVar[tuple[str, ...]] = ("thresholds",)
+    flat: ClassVar[tuple[str, ...]] = ("thresholds", "budget")
 
     database_url: DatabaseUrl = None
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
@@ -56,6 +57,8 @@ class ExporterSettings(StrictModel):
     windows: tuple[str, ...] = DEFAULT_WINDOWS
     # Failure ratio and p95 limits, min_calls, min_tower_calls, top_n (defaults: ecm_common/slo).
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    # Which towers get per-tower series: tower_detail_max, detail_towers, failing_towers_max.
+    budget: Budget = Field(default_factory=Budget)
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "text"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from prometheus_client.utils import floatToGoString
 
 from exporter.assess import Status, Thresholds
-from exporter.counters import LATENCY_BUCKETS_S, Counters
+from exporter.counters import LATENCY_BUCKETS_S, CounterRows
 from exporter.rollup import TowerResult, WindowResult
 
 QUERIES = ("source", "new_calls", "due_calls", "rebuild", "towers")
@@ -38,22 +38,26 @@ class Def:
         return self.help.format(interval=interval_s)
 
 
+_DETAIL = (
+    ' Per tower for towers with detail; the region\'s other towers summed under tower="" '
+    "(sum over all series for the network)."
+)
 CALLS_TOTAL = Def(
     "ecm_calls_total",
-    "Calls stored since the exporter started, any status.",
-    ("tower",),
+    "Calls stored since the exporter started, any status." + _DETAIL,
+    ("region", "tower"),
     "counter",
 )
 CALLS_FAILED_TOTAL = Def(
     "ecm_calls_failed_total",
-    "Failed calls stored since the exporter started, by failure reason.",
-    ("tower", "reason"),
+    "Failed calls stored since the exporter started, by failure reason." + _DETAIL,
+    ("region", "tower", "reason"),
     "counter",
 )
 CALL_LATENCY = Def(
     "ecm_call_latency_seconds",
-    "Call setup latency in seconds of calls stored since the exporter started.",
-    ("tower",),
+    "Call setup latency in seconds of calls stored since the exporter started." + _DETAIL,
+    ("region", "tower"),
     "histogram",
 )
 WINDOW_CALLS = Def("ecm_window_calls", "Calls " + _W + ".", ("window",))
@@ -81,18 +85,52 @@ REASON_RATIO = Def(
     "Calls that failed with the reason / all calls (0..1) " + _W + ".",
     ("window", "reason"),
 )
-TOWER_CALLS = Def("ecm_tower_window_calls", "Calls per tower " + _W + ".", ("window", "tower"))
+REGION_CALLS = Def("ecm_region_window_calls", "Calls per region " + _W + ".", ("window", "region"))
+REGION_FAILED = Def(
+    "ecm_region_window_failed_calls", "Failed calls per region " + _W + ".", ("window", "region")
+)
+REGION_RATIO = Def(
+    "ecm_region_window_failure_ratio",
+    "Failed calls / calls per region (0..1), regions with calls only, " + _W + ".",
+    ("window", "region"),
+)
+REGION_P95 = Def(
+    "ecm_region_window_latency_p95_seconds",
+    "95th percentile call setup latency in seconds per region (within 1%), regions with calls "
+    "only, " + _W + ".",
+    ("window", "region"),
+)
+REGION_STATUS = Def(
+    "ecm_region_window_status",
+    "Region classification 0 OK, 1 WARN, 2 ALERT (the window thresholds) " + _W + ".",
+    ("window", "region"),
+)
+REGION_REASON_FAILED = Def(
+    "ecm_region_window_reason_failed_calls",
+    "Failed calls per region by failure reason " + _W + ".",
+    ("window", "region", "reason"),
+)
+_PUBLISHED = "published towers only (towers with detail, the top_n worst and the failing towers), "
+TOWER_CALLS = Def(
+    "ecm_tower_window_calls", "Calls per tower, " + _PUBLISHED + _W + ".", ("window", "tower")
+)
 TOWER_FAILED = Def(
-    "ecm_tower_window_failed_calls", "Failed calls per tower " + _W + ".", ("window", "tower")
+    "ecm_tower_window_failed_calls",
+    "Failed calls per tower, " + _PUBLISHED + _W + ".",
+    ("window", "tower"),
 )
 TOWER_RATIO = Def(
     "ecm_tower_window_failure_ratio",
-    "Failed calls / calls per tower (0..1), towers with calls only, " + _W + ".",
+    "Failed calls / calls per tower (0..1), " + _PUBLISHED + "with calls, " + _W + ".",
     ("window", "tower"),
 )
 TOWER_P95 = Def(
     "ecm_tower_window_latency_p95_seconds",
-    "95th percentile call setup latency in seconds per tower, towers with calls only, " + _W + ".",
+    "95th percentile call setup latency in seconds per tower, "
+    + _PUBLISHED
+    + "with calls, "
+    + _W
+    + ".",
     ("window", "tower"),
 )
 WORST = Def(
@@ -162,16 +200,32 @@ QUERY_FAILURES = Def(
     "counter",
 )
 INTERVAL = Def("ecm_exporter_refresh_interval_seconds", "Configured refresh interval in seconds.")
+SERIES = Def("ecm_exporter_series", "Series (samples) in the exposition of the last refresh.")
+SERIES_BUDGET = Def(
+    "ecm_exporter_series_budget",
+    "Most series the exposition can hold with the towers, regions, reasons and windows known now "
+    "(the formula in docs/metrics.md).",
+)
+TOWERS = Def(
+    "ecm_exporter_towers", "Towers known: the towers table and towers seen in calls since start."
+)
+DETAIL_TOWERS = Def(
+    "ecm_exporter_detail_towers",
+    "Towers with per-tower counters and window gauges (tower_detail_max, detail_towers).",
+)
+REGIONS = Def("ecm_exporter_regions", "Regions known (the towers table's region column).")
 
 # Exposition order: counters, window gauges, self-metrics.
 COUNTER_DEFS = (CALLS_TOTAL, CALLS_FAILED_TOTAL, CALL_LATENCY)
 WINDOW_DEFS = (
     WINDOW_CALLS, WINDOW_FAILED, WINDOW_RATIO, WINDOW_AVG, WINDOW_P95, WINDOW_STATUS,
-    REASON_FAILED, REASON_RATIO, TOWER_CALLS, TOWER_FAILED, TOWER_RATIO, TOWER_P95, WORST,
+    REASON_FAILED, REASON_RATIO, REGION_CALLS, REGION_FAILED, REGION_RATIO, REGION_P95,
+    REGION_STATUS, REGION_REASON_FAILED, TOWER_CALLS, TOWER_FAILED, TOWER_RATIO, TOWER_P95, WORST,
 )  # fmt: skip
 SELF_DEFS = (
     TH_RATIO, TH_P95, TH_MIN_CALLS, DB_UP, LAST_SUCCESS, REFRESH_DURATION, REFRESH_OVERRUNS,
     ROWS_SKIPPED, REBUILDS, QUERY_DURATION, QUERY_LAST_SUCCESS, QUERY_FAILURES, INTERVAL,
+    SERIES, SERIES_BUDGET, TOWERS, DETAIL_TOWERS, REGIONS,
 )  # fmt: skip
 # The histogram's le values as the text format writes them.
 BUCKET_LE = tuple([str(floatToGoString(b)) for b in LATENCY_BUCKETS_S] + ["+Inf"])  # type: ignore[no-untyped-call]
@@ -193,6 +247,7 @@ class WindowView:
     result: WindowResult
     status: Status
     worst: list[TowerResult]
+    region_status: list[Status] = field(default_factory=list)  # result.regions order
 
 
 @dataclass
@@ -201,7 +256,7 @@ class Published:
 
     interval_s: float
     thresholds: Thresholds
-    counters: Counters
+    counters: CounterRows
     database_up: bool = False
     last_success: float | None = None
     queries: dict[str, QueryStats] = field(default_factory=dict)
@@ -210,3 +265,7 @@ class Published:
     overruns: int = 0
     rows_skipped: dict[str, int] = field(default_factory=dict)  # by SKIP_REASONS
     rebuilds: dict[str, int] = field(default_factory=dict)  # by REBUILD_REASONS
+    series_budget: int = 0
+    towers: int = 0
+    detail_towers: int = 0
+    regions: int = 0

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, LiteralString
 
+import numpy as np
+import numpy.typing as npt
 import psycopg
 from psycopg import IsolationLevel
 
@@ -34,12 +36,6 @@ _COLUMNS = """SELECT tower_id, status, failure_reason, latency_ms,
 
 NEW_CALLS: LiteralString = _COLUMNS + "\n WHERE " + COMMITTED_SINCE
 
-REBUILD: LiteralString = (
-    _COLUMNS
-    + """
- WHERE "timestamp" >= %(since)s AND "timestamp" < %(until)s"""
-)
-
 # Rows already visible to the previous refresh that were then beyond the horizon.
 DUE_CALLS: LiteralString = (
     _COLUMNS
@@ -48,7 +44,37 @@ DUE_CALLS: LiteralString = (
    AND pg_visible_in_snapshot(txid, %(prev)s::pg_snapshot)"""
 )
 
-TOWERS = "SELECT tower_id FROM towers"
+# Ordered so that a row's position is the index the rebuild's COPY numbers the tower with.
+TOWERS = "SELECT tower_id, region FROM towers ORDER BY tower_id"
+TOWERS_NAMED = "SELECT tower_id, region FROM towers WHERE tower_id = ANY(%(ids)s)"
+
+# The rebuild's rows as fixed-width binary records (tower position in TOWERS, reason index or -1
+# for a success or -2 for a reason outside the list, latency, epoch), parsed in bulk by numpy:
+# no Python object per row. Rows of towers missing from the table or with other reasons come
+# -1 / -2 and are read again, by name, with REBUILD_ODD.
+REBUILD_COPY: LiteralString = """COPY (
+  WITH t AS (SELECT tower_id, row_number() OVER (ORDER BY tower_id) - 1 AS pos FROM towers)
+  SELECT coalesce(t.pos, -1)::int8,
+         CASE WHEN c.status = 'FAILED'
+              THEN coalesce(array_position(%(reasons)s::text[], c.failure_reason) - 1, -2)
+              ELSE -1 END::int4,
+         c.latency_ms::int4,
+         date_part('epoch', c."timestamp")::float8
+    FROM emergency_calls c LEFT JOIN t USING (tower_id)
+   WHERE c."timestamp" >= %(since)s AND c."timestamp" < %(until)s
+) TO STDOUT (FORMAT binary)"""
+REBUILD_ODD: LiteralString = (
+    _COLUMNS
+    + """
+ WHERE "timestamp" >= %(since)s AND "timestamp" < %(until)s
+   AND (NOT EXISTS (SELECT 1 FROM towers t WHERE t.tower_id = emergency_calls.tower_id)
+        OR failure_reason <> ALL(%(reasons)s::text[]))"""
+)
+_RECORD = np.dtype([
+    ("n", ">i2"), ("l0", ">i4"), ("tower", ">i8"), ("l1", ">i4"), ("reason", ">i4"),
+    ("l2", ">i4"), ("latency_ms", ">i4"), ("l3", ">i4"), ("epoch_s", ">f8"),
+])  # fmt: skip
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 
 
 # A hung statement fails instead of blocking every later refresh.
@@ -83,6 +109,17 @@ class Columns:
 
     def __len__(self) -> int:
         return len(self.towers)
+
+
+@dataclass
+class Records:
+    """Rebuild rows as arrays: tower position in the ordered towers list (-1: not in it), reason
+    index in the given list (-1: success, -2: another reason), latency and event time."""
+
+    tower: npt.NDArray[np.int64]
+    reason: npt.NDArray[np.int64]
+    latency_ms: npt.NDArray[np.int64]
+    epoch_s: npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -142,19 +179,53 @@ def new_calls(conn: psycopg.Connection, prev: str) -> Columns:
     return _read(conn, NEW_CALLS, {"prev": prev})
 
 
-def window_calls(conn: psycopg.Connection, since_s: float, until_s: float) -> Columns:
-    """Calls with an event time in [since_s, until_s)."""
-    return _read(conn, REBUILD, {"since": _ts(since_s), "until": _ts(until_s)})
-
-
 def due_calls(conn: psycopg.Connection, prev: str, since_s: float, until_s: float) -> Columns:
     """Calls visible to snapshot prev with an event time in [since_s, until_s)."""
     return _read(conn, DUE_CALLS, {"prev": prev, "since": _ts(since_s), "until": _ts(until_s)})
 
 
-def towers(conn: psycopg.Connection) -> list[str]:
-    """Every tower id in the towers table."""
-    return [str(r[0]) for r in conn.execute(TOWERS).fetchall()]
+def towers(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """Every (tower id, region) in the towers table, ordered as REBUILD_COPY numbers them."""
+    return [(str(t), str(g)) for t, g in conn.execute(TOWERS).fetchall()]
+
+
+def towers_named(conn: psycopg.Connection, ids: list[str]) -> list[tuple[str, str]]:
+    """(tower id, region) of the given towers that the towers table holds."""
+    rows = conn.execute(TOWERS_NAMED, {"ids": ids}).fetchall()
+    return [(str(t), str(g)) for t, g in rows]
+
+
+def window_records(
+    conn: psycopg.Connection, since_s: float, until_s: float, reasons: list[str]
+) -> Records:
+    """Calls with an event time in [since_s, until_s), by binary COPY parsed in bulk."""
+    buf = bytearray()
+    params = {"reasons": reasons, "since": _ts(since_s), "until": _ts(until_s)}
+    with conn.cursor() as cur, cur.copy(REBUILD_COPY, params) as copy:
+        for chunk in copy:
+            buf += chunk
+    if not buf.startswith(_COPY_SIGNATURE):
+        raise psycopg.DataError("unexpected COPY header")
+    start = len(_COPY_SIGNATURE) + 8 + int.from_bytes(buf[15:19], "big")
+    body = len(buf) - start - 2  # the trailer: a field count of -1
+    if body % _RECORD.itemsize:
+        raise psycopg.DataError("unexpected COPY record layout")
+    rec = np.frombuffer(buf, _RECORD, body // _RECORD.itemsize, start)
+    return Records(
+        rec["tower"].astype(np.int64),
+        rec["reason"].astype(np.int64),
+        rec["latency_ms"].astype(np.int64),
+        rec["epoch_s"].astype(np.float64),
+    )
+
+
+def odd_window_calls(
+    conn: psycopg.Connection, since_s: float, until_s: float, reasons: list[str]
+) -> Columns:
+    """The rows window_records could not number: towers not in the table, other reasons."""
+    return _read(
+        conn, REBUILD_ODD, {"reasons": reasons, "since": _ts(since_s), "until": _ts(until_s)}
+    )
 
 
 def session_setup(conn: psycopg.Connection, timeout_s: float) -> None:

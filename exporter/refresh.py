@@ -26,8 +26,16 @@ import psycopg
 from ecm_common.clock import Clock, SystemClock
 from ecm_common.db import connect, describe
 from ecm_common.errors import DatabaseUnavailable, EcmError
+from exporter import budget as series
 from exporter import queries
-from exporter.assess import Thresholds, classify, worst_towers
+from exporter.assess import (
+    Thresholds,
+    classify,
+    classify_values,
+    towers_to_publish,
+    worst_towers,
+)
+from exporter.budget import Budget, Sizes, series_budget
 from exporter.config import Window
 from exporter.counters import Counters
 from exporter.metrics import (
@@ -62,10 +70,22 @@ def to_rows(catalog: Catalog, cols: queries.Columns) -> Rows:
     )
 
 
-def view(rollup: Rollup, label: str, th: Thresholds) -> WindowView:
-    """A window's values, classification and worst towers."""
-    result = rollup.result(label)
-    return WindowView(result, classify(result, th), worst_towers(result, th))
+def view(rollup: Rollup, label: str, th: Thresholds, failing_max: int | None = None) -> WindowView:
+    """A window's values and classification, per region, and for the towers it publishes: those
+    with detail, the worst and the failing ones."""
+    c = rollup.catalog
+    ws = rollup.window(label)
+    n = len(c.towers)
+    limit = Budget().failing_towers_max if failing_max is None else failing_max
+    flagged = towers_to_publish(ws.calls[:n], ws.failed[:n], c.towers, th, limit)
+    result = rollup.result(label, np.union1d(c.detail_index(), flagged))
+    g = result.regions
+    regions = [
+        classify_values(calls, failed, p95, th)
+        for calls, failed, p95 in zip(g.calls.tolist(), g.failed.tolist(), g.p95_ms.tolist(),
+                                      strict=True)
+    ]  # fmt: skip
+    return WindowView(result, classify(result, th), worst_towers(result, th), regions)
 
 
 def read_range(now: float, longest_minutes: int) -> tuple[float, float]:
@@ -74,11 +94,51 @@ def read_range(now: float, longest_minutes: int) -> tuple[float, float]:
     return (math.floor(now / 60) - longest_minutes + 1) * 60.0, now + MAX_CLOCK_SKEW_S
 
 
-def build(catalog: Catalog, windows: Sequence[Window], cols: queries.Columns, now: float) -> Rollup:
+def build(catalog: Catalog, windows: Sequence[Window], rows: Rows, now: float) -> Rollup:
     """Windows at now from the rows read_range selected: the rebuild and --once share this."""
     rollup = Rollup(catalog, [(w.label, w.minutes) for w in windows])
-    rollup.add(to_rows(catalog, cols), now)
+    rollup.add(rows, now)
     return rollup
+
+
+@dataclass
+class WindowRead:
+    """What a rebuild read: the towers table in order, the numbered rows and the odd ones."""
+
+    towers: list[tuple[str, str]]
+    reasons: list[str]  # the reason list the records are numbered against
+    records: queries.Records
+    odd: queries.Columns | None
+
+    def __len__(self) -> int:
+        return len(self.records.tower)
+
+
+def read_window(
+    conn: psycopg.Connection, reasons: list[str], since: float, until: float
+) -> WindowRead:
+    """The towers and the calls of [since, until), inside the caller's snapshot."""
+    towers = queries.towers(conn)
+    records = queries.window_records(conn, since, until, reasons)
+    odd = None
+    if ((records.tower < 0) | (records.reason == -2)).any():
+        odd = queries.odd_window_calls(conn, since, until, reasons)
+    return WindowRead(towers, reasons, records, odd)
+
+
+def window_rows(catalog: Catalog, read: WindowRead) -> Rows:
+    """A rebuild's rows in catalog indices (the towers become known, in their regions)."""
+    catalog.add_towers(read.towers)
+    rec = read.records
+    to_index = np.fromiter(
+        (catalog.tower_index[t] for t, _ in read.towers), np.int64, len(read.towers)
+    )
+    ok = (rec.tower >= 0) & (rec.reason != -2)
+    # Reasons keep their catalog index once added, so read.reasons' positions are catalog's.
+    rows = Rows(to_index[rec.tower[ok]], rec.reason[ok], rec.latency_ms[ok], rec.epoch_s[ok])
+    if read.odd is not None:
+        rows = Rows.concat([rows, to_rows(catalog, read.odd)])
+    return rows
 
 
 class Throttled:
@@ -120,8 +180,8 @@ class _Read:
 
     snapshot: str
     now: float  # wall-clock time just after the snapshot was taken
-    towers: list[str]
-    window: queries.Columns | None  # rows for a rebuild
+    towers: list[tuple[str, str]]  # (tower, region) pairs newly read from the towers table
+    window: WindowRead | None  # rows for a rebuild
     new: queries.Columns | None  # rows committed since the previous snapshot
     due: queries.Columns | None  # rows stored earlier whose timestamps the horizon has reached
 
@@ -136,13 +196,15 @@ class RefreshJob:
         thresholds: Thresholds,
         interval_s: float,
         clock: Clock | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.url = url
         self.windows = list(windows)
         self.thresholds = thresholds
         self.interval_s = interval_s
         self.clock: Clock = clock or SystemClock()
-        self.catalog = Catalog()
+        self.budget = budget or Budget()
+        self.catalog = Catalog(self.budget.tower_detail_max, self.budget.detail_towers)
         self.counters = Counters(self.catalog)
         self.rollup: Rollup | None = None
         self.prev: str | None = None
@@ -201,7 +263,10 @@ class RefreshJob:
             try:
                 read_at = self._refresh()
                 assert self.rollup is not None
-                views = [view(self.rollup, w.label, self.thresholds) for w in self.windows]
+                views = [
+                    view(self.rollup, w.label, self.thresholds, self.budget.failing_towers_max)
+                    for w in self.windows
+                ]
                 ok = True
             except (DatabaseUnavailable, psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._lost(describe(exc) if isinstance(exc, psycopg.Error) else str(exc))
@@ -237,7 +302,21 @@ class RefreshJob:
 
     # -- publishing ----------------------------------------------------------------------------
 
+    def sizes(self) -> Sizes:
+        """What the series budget depends on, as known now."""
+        c = self.catalog
+        return Sizes(
+            towers=len(c.towers),
+            detail=len(c.detail),
+            regions=len(c.regions),
+            reasons=len(c.reasons),
+            windows=len(self.windows),
+            top_n=self.thresholds.top_n,
+            failing_max=self.budget.failing_towers_max,
+        )
+
     def _published(self, views: list[WindowView]) -> Published:
+        sizes = self.sizes()
         return Published(
             interval_s=self.interval_s,
             thresholds=self.thresholds,
@@ -253,6 +332,10 @@ class RefreshJob:
             overruns=self.overruns,
             rows_skipped=dict(self.rows_skipped),
             rebuilds=dict(self.rebuilds),
+            series_budget=series_budget(sizes),
+            towers=sizes.towers,
+            detail_towers=sizes.detail,
+            regions=sizes.regions,
         )
 
     def _publish(self, p: Published, read_at: float | None, start: float) -> None:
@@ -273,7 +356,7 @@ class RefreshJob:
                 p = dataclasses.replace(
                     p, refresh_duration_s=self.refresh_duration_s, overruns=self.overruns
                 )
-            body = data + self.renderer.render_self(p)
+            body = data + self.renderer.render_self(p, self.renderer.data_series)
             # Level 1: a tenth of the size at 5,000 towers for about 30 ms per refresh.
             gz = gzip.compress(body, compresslevel=1, mtime=0)
             self._exposition = _Exposition(body, gz, p, p, read_at, False, False)
@@ -389,13 +472,19 @@ class RefreshJob:
         """One REPEATABLE READ transaction: towers, then a rebuild and/or the new rows."""
         with queries.snapshot_transaction(conn) as snap:
             now = self.clock.time()
-            towers = self._timed("towers", lambda: queries.towers(conn))
+            towers: list[tuple[str, str]] = []
+            # A small network is read whole, so its new towers are published with zeros; a large
+            # one only looks up the unknown towers its new calls name (below).
+            small = len(self.catalog.towers) <= self.budget.tower_detail_max
+            if small and self.rollup is not None:
+                towers = self._timed("towers", lambda: queries.towers(conn))
             window = new = due = None
             prev = self.prev
             if self.rollup is None:
                 longest = max(w.minutes for w in self.windows)
                 since, until = read_range(now, longest)
-                window = self._timed("rebuild", lambda: queries.window_calls(conn, since, until))
+                reasons = list(self.catalog.reasons)
+                window = self._timed("rebuild", lambda: read_window(conn, reasons, since, until))
                 # Counters continue across a lost connection when the snapshot history is intact.
                 if prev is not None:
                     if queries.continuous(conn, prev):
@@ -411,6 +500,12 @@ class RefreshJob:
                 lo, hi = self.horizon, max(self.horizon, now + MAX_CLOCK_SKEW_S)
                 if hi > lo:
                     due = self._timed("due_calls", lambda: queries.due_calls(conn, prev, lo, hi))
+            unknown = {
+                t for cols in (new, due) if cols is not None for t in cols.towers
+            } - self.catalog.tower_index.keys()
+            if unknown and not towers:
+                ids = sorted(unknown)
+                towers = self._timed("towers", lambda: queries.towers_named(conn, ids))
         return _Read(snap, now, towers, window, new, due)
 
     # -- folding -------------------------------------------------------------------------------
@@ -424,12 +519,15 @@ class RefreshJob:
         read_at = self.clock.monotonic()
         now = read.now
         self.catalog.add_towers(read.towers)
+        # The rebuild's towers become known first, in the regions the towers table gives them.
+        rebuilt = window_rows(self.catalog, read.window) if read.window is not None else None
         new = to_rows(self.catalog, read.new) if read.new is not None else Rows.empty()
-        if read.window is not None:
-            rollup = build(self.catalog, self.windows, read.window, now)
+        if read.window is not None and rebuilt is not None:
+            rollup = build(self.catalog, self.windows, rebuilt, now)
             self.horizon = now + MAX_CLOCK_SKEW_S
             longest = max(self.windows, key=lambda w: w.minutes).label
             log.info("rollups rebuilt from %d calls in the last %s", len(read.window), longest)
+            log.info("%s", series.describe(self.sizes()))
             self.rebuilds[self._rebuild_reason] += 1
             self.rollup = rollup
             future = self._skipped(new, now)
@@ -484,7 +582,7 @@ def compute_once(
             with queries.snapshot_transaction(conn):
                 now = clock.time()
                 since, until = read_range(now, window.minutes)
-                cols = queries.window_calls(conn, since, until)
+                read = read_window(conn, list(catalog.reasons), since, until)
         except psycopg.errors.QueryCanceled:
             raise DatabaseUnavailable(
                 f"the database did not answer within {timeout_s:g} s "
@@ -494,4 +592,5 @@ def compute_once(
             raise DatabaseUnavailable(f"database went away: {describe(exc)}") from None
         except psycopg.Error as exc:
             raise EcmError(f"query failed: {describe(exc)}") from None
-    return view(build(catalog, [window], cols, now), window.label, thresholds)
+    rows = window_rows(catalog, read)
+    return view(build(catalog, [window], rows, now), window.label, thresholds)

@@ -12,18 +12,21 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from prometheus_client.utils import floatToGoString
 
-from exporter.counters import Counters
+from exporter.counters import CounterRows
 from exporter.metrics import (
     BUCKET_LE,
     CALL_LATENCY,
     CALLS_FAILED_TOTAL,
     CALLS_TOTAL,
+    COUNTER_DEFS,
     DB_UP,
+    DETAIL_TOWERS,
     INTERVAL,
     LAST_SUCCESS,
     QUERIES,
@@ -36,7 +39,16 @@ from exporter.metrics import (
     REBUILDS,
     REFRESH_DURATION,
     REFRESH_OVERRUNS,
+    REGION_CALLS,
+    REGION_FAILED,
+    REGION_P95,
+    REGION_RATIO,
+    REGION_REASON_FAILED,
+    REGION_STATUS,
+    REGIONS,
     ROWS_SKIPPED,
+    SERIES,
+    SERIES_BUDGET,
     SKIP_REASONS,
     TH_MIN_CALLS,
     TH_P95,
@@ -45,6 +57,7 @@ from exporter.metrics import (
     TOWER_FAILED,
     TOWER_P95,
     TOWER_RATIO,
+    TOWERS,
     WINDOW_AVG,
     WINDOW_CALLS,
     WINDOW_DEFS,
@@ -176,95 +189,101 @@ def _interleave(groups: list[list[str]]) -> list[str]:
     return [x for row in zip(*groups, strict=True) for x in row]
 
 
+def _rows_prefixes(name: str, fixed: dict[str, str], varying: tuple[str, ...],
+                   rows: Sequence[tuple[str, ...]]) -> list[str]:  # fmt: skip
+    """Line prefixes for label sets made of fixed labels and one row of varying values each."""
+    names = sorted([*fixed, *varying])
+    pos = {k: i for i, k in enumerate(varying)}
+    if not names:
+        return [name + " "] * len(rows)
+    out = []
+    for row in rows:
+        inner = ",".join(
+            f'{k}="{escape_value(row[pos[k]] if k in pos else fixed[k])}"' for k in names
+        )
+        out.append(f"{name}{{{inner}}} ")
+    return out
+
+
 class Renderer:
-    """Renders Published snapshots; keeps label prefixes of the last tower set between refreshes."""
+    """Renders Published snapshots; keeps the label prefixes of the last label sets."""
 
     def __init__(self) -> None:
-        self._towers: list[str] = []
-        self._escaped: list[str] = []
-        self._prefixes: dict[tuple[str, ...], list[str]] = {}
+        # key -> (the label rows the prefixes were built for, the prefixes)
+        self._cache: dict[tuple[str, ...], tuple[list[Any], list[str]]] = {}
+        self.data_series = 0  # samples written by the last render_data
+
+    def _cached(self, key: tuple[str, ...], rows: list[Any], build: Callable[[], list[str]]
+                ) -> list[str]:  # fmt: skip
+        """Prefixes for rows, rebuilt only when the rows changed since the last call."""
+        got = self._cache.get(key)
+        if got is not None and got[0] == rows:
+            return got[1]
+        prefixes = build()
+        self._cache[key] = (list(rows), prefixes)
+        return prefixes
 
     def _tower_prefixes(self, name: str, labels: dict[str, str], towers: list[str]) -> list[str]:
-        """Line prefixes of a per-tower series for every tower, cached while the towers stay."""
-        self._sync(towers)
+        """Line prefixes of a per-tower series for every tower given."""
         key = (name, *[f"{k}={v}" for k, v in sorted(labels.items())])
-        got = self._prefixes.get(key)
-        if got is None:
+
+        def build() -> list[str]:
             head, tail = _split(name, labels, "tower")
-            got = self._prefixes[key] = [head + t + tail for t in self._escaped]
-        return got
+            return [head + escape_value(t) + tail for t in towers]
 
-    def _sync(self, towers: list[str]) -> None:
-        """Drop cached prefixes when the tower list changed."""
-        if towers != self._towers:  # element identity makes this cheap when nothing changed
-            self._towers = list(towers)
-            self._escaped = [escape_value(t) for t in towers]
-            self._prefixes.clear()
-
-    def _block(
-        self,
-        name: str,
-        inner: list[str],
-        towers: list[str],
-        columns: Callable[[], list[list[str]]],
-    ) -> list[str]:
-        """Prefixes of a tower-major block (several series per tower), cached like the columns."""
-        self._sync(towers)
-        key = ("block", name, *inner)
-        got = self._prefixes.get(key)
-        if got is None:
-            got = self._prefixes[key] = _interleave(columns())
-        return got
+        return self._cached(key, towers, build)
 
     def render(self, p: Published) -> bytes:
         """The whole exposition of a snapshot, as generate_latest would write it."""
-        return self.render_data(p) + self.render_self(p)
+        data = self.render_data(p)
+        return data + self.render_self(p, self.data_series)
 
     def render_data(self, p: Published) -> bytes:
         """The counters and window gauges: all but the last few dozen lines."""
         parts = self._counters(p.counters, p.interval_s)
         parts += self._windows(p.windows, p.interval_s)
-        return "".join(parts).encode("utf-8")
+        text = "".join(parts)
+        self.data_series = text.count("\n") - 2 * (len(COUNTER_DEFS) + len(WINDOW_DEFS))
+        return text.encode("utf-8")
 
     @staticmethod
-    def render_self(p: Published) -> bytes:
+    def render_self(p: Published, data_series: int) -> bytes:
         """The thresholds and self-metrics, which end the exposition (the refresh's duration is
         known only once the data are rendered)."""
-        return "".join(_self_metrics(p)).encode("utf-8")
+        return "".join(_self_metrics(p, data_series)).encode("utf-8")
 
-    def _counters(self, c: Counters, iv: float) -> list[str]:
-        n_t = len(c.calls)
-        towers = c.tower_names[:n_t]
-        reasons = c.reason_names[: c.failed.shape[1]]
-        calls = header(CALLS_TOTAL, iv) + _lines(
-            self._tower_prefixes(CALLS_TOTAL.name, {}, towers), c.calls
+    def _counters(self, c: CounterRows, iv: float) -> list[str]:
+        rows = c.labels
+        reasons = c.reason_names[: c.failed.shape[1]] if c.failed.ndim == 2 else []
+        varying = ("region", "tower")
+        calls_p = self._cached(
+            (CALLS_TOTAL.name,), rows, lambda: _rows_prefixes(CALLS_TOTAL.name, {}, varying, rows)
         )
-        failed_prefixes = self._block(
-            CALLS_FAILED_TOTAL.name,
-            reasons,
-            towers,
-            lambda: [
-                self._tower_prefixes(CALLS_FAILED_TOTAL.name, {"reason": r}, towers)
+        calls = header(CALLS_TOTAL, iv) + _lines(calls_p, c.calls)
+        failed_p = self._cached(
+            (CALLS_FAILED_TOTAL.name, *reasons),
+            rows,
+            lambda: _interleave([
+                _rows_prefixes(CALLS_FAILED_TOTAL.name, {"reason": r}, varying, rows)
                 for r in reasons
-            ],
-        )
+            ]),
+        )  # fmt: skip
         failed = header(CALLS_FAILED_TOTAL, iv) + _lines(
-            failed_prefixes, c.failed[:n_t, : len(reasons)].ravel()
+            failed_p, c.failed[:, : len(reasons)].ravel()
         )
         name = CALL_LATENCY.name
-        hist_prefixes = self._block(
-            name,
-            [],
-            towers,
-            lambda: [
-                *[self._tower_prefixes(name + "_bucket", {"le": le}, towers) for le in BUCKET_LE],
-                self._tower_prefixes(name + "_count", {}, towers),
-                self._tower_prefixes(name + "_sum", {}, towers),
-            ],
-        )
-        cum = c.buckets[:n_t].cumsum(axis=1)
-        values = np.column_stack([cum, cum[:, -1], c.latency_sum_ms[:n_t] / 1000.0])
-        hist = header(CALL_LATENCY, iv) + _lines(hist_prefixes, values.ravel())
+        hist_p = self._cached(
+            (name,),
+            rows,
+            lambda: _interleave([
+                *[_rows_prefixes(name + "_bucket", {"le": le}, varying, rows) for le in BUCKET_LE],
+                _rows_prefixes(name + "_count", {}, varying, rows),
+                _rows_prefixes(name + "_sum", {}, varying, rows),
+            ]),
+        )  # fmt: skip
+        cum = c.buckets.cumsum(axis=1)
+        values = np.column_stack([cum, cum[:, -1], c.latency_sum_ms / 1000.0])
+        hist = header(CALL_LATENCY, iv) + _lines(hist_p, values.ravel())
         return [calls, failed, hist]
 
     def _windows(self, views: list[WindowView], iv: float) -> list[str]:
@@ -287,6 +306,7 @@ class Renderer:
                     body[REASON_RATIO.name].append(
                         sample(REASON_RATIO.name, {**w, "reason": reason}, n / r.calls)
                     )
+            self._regions(body, view, w)
             towers = r.tower_names
             for d, arr in ((TOWER_CALLS, r.tower_calls_n), (TOWER_FAILED, r.tower_failed_n)):
                 body[d.name].append(_lines(self._tower_prefixes(d.name, w, towers), arr))
@@ -300,8 +320,34 @@ class Renderer:
                 body[WORST.name].append(sample(WORST.name, labels, t.failure_ratio))
         return ["".join(lines) for lines in body.values()]
 
+    @staticmethod
+    def _regions(body: dict[str, list[str]], view: WindowView, w: dict[str, str]) -> None:
+        """Every region's values: a few lines per region, written plainly."""
+        g = view.result.regions
+        p95 = g.p95_ms.tolist()
+        reasons = list(view.result.reason_failed)
+        for i, (name, calls, failed) in enumerate(
+            zip(g.names, g.calls.tolist(), g.failed.tolist(), strict=True)
+        ):
+            labels = {**w, "region": name}
+            body[REGION_CALLS.name].append(sample(REGION_CALLS.name, labels, calls))
+            body[REGION_FAILED.name].append(sample(REGION_FAILED.name, labels, failed))
+            if calls:
+                body[REGION_RATIO.name].append(sample(REGION_RATIO.name, labels, failed / calls))
+                body[REGION_P95.name].append(sample(REGION_P95.name, labels, p95[i] / 1000.0))
+            status = int(view.region_status[i])
+            body[REGION_STATUS.name].append(sample(REGION_STATUS.name, labels, status))
+            for j, reason in enumerate(reasons):
+                body[REGION_REASON_FAILED.name].append(
+                    sample(
+                        REGION_REASON_FAILED.name,
+                        {**labels, "reason": reason},
+                        int(g.reason_failed[i, j]),
+                    )
+                )
 
-def _self_metrics(p: Published) -> list[str]:
+
+def _self_metrics(p: Published, data_series: int) -> list[str]:
     """Thresholds and the exporter's own health: a few dozen lines, written plainly."""
     th, iv = p.thresholds, p.interval_s
     out = [header(TH_RATIO, iv)]
@@ -341,4 +387,10 @@ def _self_metrics(p: Published) -> list[str]:
     out += [header(QUERY_FAILURES, iv)]
     out += [sample(QUERY_FAILURES.name, {"query": n}, q.failures) for n, q in stats]
     out += [header(INTERVAL, iv), sample(INTERVAL.name, {}, p.interval_s)]
+    samples = sum(1 for line in out if not line.startswith("#")) + 5
+    out += [header(SERIES, iv), sample(SERIES.name, {}, data_series + samples)]
+    out += [header(SERIES_BUDGET, iv), sample(SERIES_BUDGET.name, {}, p.series_budget)]
+    out += [header(TOWERS, iv), sample(TOWERS.name, {}, p.towers)]
+    out += [header(DETAIL_TOWERS, iv), sample(DETAIL_TOWERS.name, {}, p.detail_towers)]
+    out += [header(REGIONS, iv), sample(REGIONS.name, {}, p.regions)]
     return out

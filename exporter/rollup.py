@@ -1,4 +1,8 @@
-"""Per-minute, per-tower rollups with running window sums: refresh cost follows new rows only.
+"""Per-minute rollups with running window sums: refresh cost follows new rows only.
+
+Each window keeps running sums per tower (calls, failures) and per region (calls, latency sum,
+failures by reason, latency histogram). A tower's latency histogram is not summed: it is read
+from the minutes' sparse keys for the few towers a refresh publishes.
 
 Latency is kept in a histogram of fixed buckets: one bucket per millisecond below 50 ms, then
 log-spaced buckets of ratio 1.02 up to 120 s (values above are clamped to 120 s). A bucket is
@@ -85,21 +89,73 @@ def quantiles_by_row(counts: IntArray, q: float = QUANTILE) -> FloatArray:
     return out
 
 
+UNKNOWN_REGION = "unknown"  # towers seen in calls but absent from the towers table
+
+
+def _grown(arr: IntArray, n: int, fill: int) -> IntArray:
+    """arr with room for at least n entries (capacity doubles), new entries set to fill."""
+    if len(arr) >= n:
+        return arr
+    out = np.full(max(n, 2 * len(arr), 16), fill, np.int64)
+    out[: len(arr)] = arr
+    return out
+
+
 class Catalog:
-    """Stable indices for tower ids and failure reasons, shared by rollups and counters."""
+    """Stable indices for towers, their regions and failure reasons, shared by rollups and counters.
 
-    def __init__(self) -> None:
+    A tower's region and whether it has per-tower detail (counters and window gauges for every
+    such tower) are fixed when it is first seen, so no published counter ever moves between label
+    sets: a tower has detail when it is listed in detail_towers, or when the network it joins
+    (with the towers first seen alongside it) has at most detail_max towers.
+    """
+
+    def __init__(self, detail_max: int = 1000, detail_towers: Iterable[str] = ()) -> None:
+        self.detail_max = detail_max
+        self.listed = frozenset(detail_towers)
         self.towers: list[str] = []
-        self.reasons: list[str] = list(REASONS)
         self.tower_index: dict[str, int] = {}
+        self.reasons: list[str] = list(REASONS)
         self.reason_index: dict[str, int] = {r: i for i, r in enumerate(self.reasons)}
+        self.regions: list[str] = []
+        self.region_index: dict[str, int] = {}
+        self._region_of = np.zeros(0, np.int64)
+        self._detail_slot = np.zeros(0, np.int64)
+        self.detail: list[int] = []  # tower indices with detail, in the order they came
+        self._detail_sorted = np.zeros(0, np.int64)
+        self.version = 0  # moves whenever a tower, region or reason is added
 
-    def tower(self, name: str) -> int:
-        """Index of a tower, adding it when new."""
+    @property
+    def region_of(self) -> IntArray:
+        """Region index of every tower."""
+        return self._region_of[: len(self.towers)]
+
+    @property
+    def detail_slot(self) -> IntArray:
+        """Position of every tower in detail, -1 for towers without detail."""
+        return self._detail_slot[: len(self.towers)]
+
+    def detail_index(self) -> IntArray:
+        """Tower indices with detail, sorted."""
+        if len(self._detail_sorted) != len(self.detail):
+            self._detail_sorted = np.sort(np.asarray(self.detail, np.int64))
+        return self._detail_sorted
+
+    def region(self, name: str) -> int:
+        """Index of a region, adding it when new."""
+        idx = self.region_index.get(name)
+        if idx is None:
+            idx = self.region_index[name] = len(self.regions)
+            self.regions.append(name)
+            self.version += 1
+        return idx
+
+    def tower(self, name: str, region: str = UNKNOWN_REGION) -> int:
+        """Index of a tower, adding it (in region) when new."""
         idx = self.tower_index.get(name)
         if idx is None:
-            idx = self.tower_index[name] = len(self.towers)
-            self.towers.append(name)
+            self.add_towers([(name, region)])
+            idx = self.tower_index[name]
         return idx
 
     def reason(self, name: str) -> int:
@@ -108,12 +164,29 @@ class Catalog:
         if idx is None:
             idx = self.reason_index[name] = len(self.reasons)
             self.reasons.append(name)
+            self.version += 1
         return idx
 
-    def add_towers(self, names: Iterable[str]) -> None:
-        """Make towers known (from the towers table) so they are published with zeros."""
-        for name in names:
-            self.tower(name)
+    def add_towers(self, towers: Iterable[tuple[str, str]]) -> None:
+        """Make (tower, region) pairs known, so they are counted from 0 from now on."""
+        new: dict[str, str] = {}
+        for name, region in towers:
+            if name not in self.tower_index and name not in new:
+                new[name] = region
+        if not new:
+            return
+        everyone = len(self.towers) + len(new) <= self.detail_max
+        n = len(self.towers) + len(new)
+        self._region_of = _grown(self._region_of, n, 0)
+        self._detail_slot = _grown(self._detail_slot, n, -1)
+        for name, region in new.items():
+            idx = self.tower_index[name] = len(self.towers)
+            self.towers.append(name)
+            self._region_of[idx] = self.region(region)
+            if everyone or name in self.listed:
+                self._detail_slot[idx] = len(self.detail)
+                self.detail.append(idx)
+        self.version += 1
 
 
 @dataclass
@@ -138,10 +211,9 @@ class Rows:
         latency_ms: Sequence[int],
         epoch_s: Sequence[float],
     ) -> Rows:
-        """Map the database's columns to indices (C-speed lookups: rebuilds read a million rows)."""
+        """Map the database's columns to indices (C-speed lookups)."""
         n = len(towers)
-        for name in set(towers):
-            catalog.tower(name)
+        catalog.add_towers((name, UNKNOWN_REGION) for name in set(towers))
         for reason in set(reasons):
             if reason is not None:
                 catalog.reason(reason)
@@ -160,59 +232,89 @@ class Rows:
         return Rows(self.tower[mask], self.reason[mask], self.latency_ms[mask], self.epoch_s[mask])
 
     @classmethod
+    def concat(cls, parts: Sequence[Rows]) -> Rows:
+        """One batch holding every row of the parts."""
+        if not parts:
+            return cls.empty()
+        cat = np.concatenate
+        return cls(
+            cat([p.tower for p in parts]), cat([p.reason for p in parts]),
+            cat([p.latency_ms for p in parts]), cat([p.epoch_s for p in parts]),
+        )  # fmt: skip
+
+    @classmethod
     def empty(cls) -> Rows:
         """No rows."""
         z = np.zeros(0, np.int64)
         return cls(z, z, z, np.zeros(0, np.float64))
 
 
-@dataclass
-class MinuteBatch:
-    """The aggregated contribution of some rows to one event minute (sparse, unique keys)."""
-
-    towers: IntArray
-    calls: IntArray
-    latency_sum_ms: IntArray
-    hist_keys: IntArray  # tower * N_BUCKETS + bucket
-    hist_counts: IntArray
-    fail_towers: IntArray
-    fail_reasons: IntArray
-    fail_counts: IntArray
-
-    @classmethod
-    def of(cls, tower: IntArray, reason: IntArray, bucket: IntArray, lat: IntArray) -> MinuteBatch:
-        """Aggregate rows that all belong to the same minute."""
-        towers, inv = np.unique(tower, return_inverse=True)
-        calls = np.bincount(inv, minlength=len(towers)).astype(np.int64)
-        lat_sum = np.bincount(inv, weights=lat, minlength=len(towers)).astype(np.int64)
-        hist_keys, hist_counts = np.unique(tower * N_BUCKETS + bucket, return_counts=True)
-        failed = reason >= 0
-        width = int(reason.max()) + 1 if failed.any() else 1
-        fkeys, fcounts = np.unique(tower[failed] * width + reason[failed], return_counts=True)
-        return cls(
-            towers, calls, lat_sum, hist_keys, hist_counts.astype(np.int64),
-            fkeys // width, fkeys % width, fcounts.astype(np.int64),
-        )  # fmt: skip
-
-
-def _sum_by_key(keys: IntArray, counts: IntArray) -> tuple[IntArray, IntArray]:
-    """Unique keys and the summed counts of each."""
+def _sum_by_key(keys: IntArray, counts: IntArray | None = None) -> tuple[IntArray, IntArray]:
+    """Unique keys and the summed counts of each (or how often each occurs)."""
+    if counts is None:
+        uniq, n = np.unique(keys, return_counts=True)
+        return uniq, n.astype(np.int64)
     uniq, inv = np.unique(keys, return_inverse=True)
     return uniq, np.bincount(inv, weights=counts, minlength=len(uniq)).astype(np.int64)
 
 
+@dataclass
+class MinuteBatch:
+    """The aggregated contribution of some rows to one event minute (sparse, unique keys).
+
+    Per tower: calls and failed calls, and the latency histogram as sorted keys
+    tower * N_BUCKETS + bucket (read only for the towers a refresh publishes). Per region: calls,
+    latency sum, histogram and failures by reason, which the region and overall values sum.
+    """
+
+    towers: IntArray
+    calls: IntArray
+    failed: IntArray
+    hist_keys: IntArray  # tower * N_BUCKETS + bucket, sorted
+    hist_counts: IntArray
+    regions: IntArray
+    region_calls: IntArray
+    region_latency_ms: IntArray
+    region_hist_keys: IntArray  # region * N_BUCKETS + bucket
+    region_hist_counts: IntArray
+    fail_keys: IntArray  # region * REASON_KEY + reason
+    fail_counts: IntArray
+
+    @classmethod
+    def of(cls, tower: IntArray, region: IntArray, reason: IntArray, bucket: IntArray,
+           lat: IntArray) -> MinuteBatch:  # fmt: skip
+        """Aggregate rows that all belong to the same minute."""
+        failed = reason >= 0
+        towers, calls = _sum_by_key(tower)
+        f_towers, f_counts = _sum_by_key(tower[failed])
+        t_failed = np.zeros(len(towers), np.int64)
+        t_failed[np.searchsorted(towers, f_towers)] = f_counts
+        hist_keys, hist_counts = _sum_by_key(tower * N_BUCKETS + bucket)
+        regions, r_calls = _sum_by_key(region)
+        _, r_lat = _sum_by_key(region, lat)
+        rh_keys, rh_counts = _sum_by_key(region * N_BUCKETS + bucket)
+        fkeys, fcounts = _sum_by_key(region[failed] * REASON_KEY + reason[failed])
+        return cls(towers, calls, t_failed, hist_keys, hist_counts, regions, r_calls, r_lat,
+                   rh_keys, rh_counts, fkeys, fcounts)  # fmt: skip
+
+
 def merge(batches: Sequence[MinuteBatch]) -> MinuteBatch:
     """One batch equal to the sum of several (keeps memory per minute bounded)."""
-    cat = np.concatenate
-    towers, calls = _sum_by_key(cat([b.towers for b in batches]), cat([b.calls for b in batches]))
-    _, lat = _sum_by_key(cat([b.towers for b in batches]), cat([b.latency_sum_ms for b in batches]))
-    hk, hc = _sum_by_key(cat([b.hist_keys for b in batches]), cat([b.hist_counts for b in batches]))
-    width = 1 + max((int(b.fail_reasons.max()) for b in batches if len(b.fail_reasons)), default=0)
-    fk, fc = _sum_by_key(
-        cat([b.fail_towers * width + b.fail_reasons for b in batches]),
-        cat([b.fail_counts for b in batches]),
-    )
-    return MinuteBatch(towers, calls, lat, hk, hc, fk // width, fk % width, fc)
+
+    def cat(name: str) -> IntArray:
+        return np.concatenate([getattr(b, name) for b in batches])
+
+    towers, calls = _sum_by_key(cat("towers"), cat("calls"))
+    _, failed = _sum_by_key(cat("towers"), cat("failed"))
+    hk, hc = _sum_by_key(cat("hist_keys"), cat("hist_counts"))
+    regions, r_calls = _sum_by_key(cat("regions"), cat("region_calls"))
+    _, r_lat = _sum_by_key(cat("regions"), cat("region_latency_ms"))
+    rhk, rhc = _sum_by_key(cat("region_hist_keys"), cat("region_hist_counts"))
+    fk, fc = _sum_by_key(cat("fail_keys"), cat("fail_counts"))
+    return MinuteBatch(towers, calls, failed, hk, hc, regions, r_calls, r_lat, rhk, rhc, fk, fc)
+
+
+REASON_KEY = 1 << 16  # reasons per region key: far more than any vocabulary
 
 
 def _grow(arr: npt.NDArray[np.int64], shape: tuple[int, ...]) -> npt.NDArray[np.int64]:
@@ -226,30 +328,39 @@ def _grow(arr: npt.NDArray[np.int64], shape: tuple[int, ...]) -> npt.NDArray[np.
 
 
 class WindowSums:
-    """Running sums over the minutes a window currently covers."""
+    """Running sums over the minutes a window currently covers: per tower, calls and failures;
+    per region, calls, latency sum, failures by reason and the latency histogram."""
 
     def __init__(self, label: str, slots: int) -> None:
         self.label = label
         self.slots = slots
         self.start: int | None = None
         self.calls = np.zeros(0, np.int64)
-        self.latency_sum_ms = np.zeros(0, np.int64)
-        self.failed = np.zeros((0, 0), np.int64)
-        self.hist = np.zeros(0, np.int64)
+        self.failed = np.zeros(0, np.int64)
+        self.region_calls = np.zeros(0, np.int64)
+        self.region_latency_ms = np.zeros(0, np.int64)
+        self.region_failed = np.zeros((0, 0), np.int64)
+        self.region_hist = np.zeros(0, np.int64)
 
-    def ensure(self, n_towers: int, n_reasons: int) -> None:
-        """Room for every tower and reason in the catalog."""
+    def ensure(self, n_towers: int, n_regions: int, n_reasons: int) -> None:
+        """Room for every tower, region and reason in the catalog."""
         self.calls = _grow(self.calls, (n_towers,))
-        self.latency_sum_ms = _grow(self.latency_sum_ms, (n_towers,))
-        self.failed = _grow(self.failed, (n_towers, n_reasons))
-        self.hist = _grow(self.hist, (n_towers * N_BUCKETS,))
+        self.failed = _grow(self.failed, (n_towers,))
+        self.region_calls = _grow(self.region_calls, (n_regions,))
+        self.region_latency_ms = _grow(self.region_latency_ms, (n_regions,))
+        self.region_failed = _grow(self.region_failed, (n_regions, n_reasons))
+        self.region_hist = _grow(self.region_hist, (n_regions * N_BUCKETS,))
 
     def apply(self, batch: MinuteBatch, sign: int) -> None:
         """Add (sign 1) or remove (sign -1) a batch; keys are unique so fancy indexing is exact."""
         self.calls[batch.towers] += sign * batch.calls
-        self.latency_sum_ms[batch.towers] += sign * batch.latency_sum_ms
-        self.hist[batch.hist_keys] += sign * batch.hist_counts
-        self.failed[batch.fail_towers, batch.fail_reasons] += sign * batch.fail_counts
+        self.failed[batch.towers] += sign * batch.failed
+        self.region_calls[batch.regions] += sign * batch.region_calls
+        self.region_latency_ms[batch.regions] += sign * batch.region_latency_ms
+        self.region_hist[batch.region_hist_keys] += sign * batch.region_hist_counts
+        self.region_failed[batch.fail_keys // REASON_KEY, batch.fail_keys % REASON_KEY] += (
+            sign * batch.fail_counts
+        )
 
 
 @dataclass
@@ -264,8 +375,19 @@ class TowerResult:
 
 
 @dataclass
+class RegionResult:
+    """Every region's values over a window, as arrays in catalog order."""
+
+    names: list[str] = field(default_factory=list)
+    calls: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    failed: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    p95_ms: FloatArray = field(default_factory=lambda: np.zeros(0, np.float64))  # NaN: no calls
+    reason_failed: IntArray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
+
+
+@dataclass
 class WindowResult:
-    """Everything published for one window; per-tower values as arrays over the catalog."""
+    """Everything published for one window; per-tower values for the published towers only."""
 
     label: str
     calls: int
@@ -273,11 +395,12 @@ class WindowResult:
     latency_sum_ms: int
     p95_ms: float  # NaN when no calls
     reason_failed: dict[str, int]
-    tower_names: list[str] = field(default_factory=list)  # every known tower, catalog order
+    tower_names: list[str] = field(default_factory=list)  # published towers, catalog order
     tower_calls_n: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     tower_failed_n: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
-    active: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))  # towers with calls
+    active: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))  # those with calls
     active_p95_ms: FloatArray = field(default_factory=lambda: np.zeros(0, np.float64))
+    regions: RegionResult = field(default_factory=RegionResult)
 
     @property
     def failure_ratio(self) -> float:
@@ -291,13 +414,13 @@ class WindowResult:
 
     @property
     def active_ratio(self) -> FloatArray:
-        """Failure ratio of each tower with calls (same order as active)."""
+        """Failure ratio of each published tower with calls (same order as active)."""
         out: FloatArray = self.tower_failed_n[self.active] / self.tower_calls_n[self.active]
         return out
 
     @cached_property
     def towers(self) -> list[TowerResult]:
-        """Towers with calls in the window, catalog order."""
+        """Published towers with calls in the window, catalog order."""
         return [
             TowerResult(self.tower_names[t], c, f, r, p)
             for t, c, f, r, p in zip(
@@ -312,7 +435,7 @@ class WindowResult:
 
     @property
     def tower_calls(self) -> dict[str, tuple[int, int]]:
-        """Every known tower: (calls, failed calls)."""
+        """Every published tower: (calls, failed calls)."""
         return dict(
             zip(
                 self.tower_names,
@@ -320,6 +443,16 @@ class WindowResult:
                 strict=True,
             )
         )
+
+
+def _ranges(lo: IntArray, hi: IntArray) -> tuple[IntArray, IntArray]:
+    """Concatenated positions of the ranges [lo[i], hi[i]) and, for each, its range number i."""
+    lengths = hi - lo
+    total = int(lengths.sum())
+    which = np.repeat(np.arange(len(lo), dtype=np.int64), lengths)
+    starts = np.cumsum(lengths) - lengths
+    pos = np.arange(total, dtype=np.int64) - np.repeat(starts - lo, lengths)
+    return pos, which
 
 
 class Rollup:
@@ -359,6 +492,11 @@ class Rollup:
         for minute in [m for m in self.minutes if m < oldest]:
             del self.minutes[minute]
 
+    def _ensure(self) -> None:
+        c = self.catalog
+        for ws in self.sums:
+            ws.ensure(len(c.towers), len(c.regions), len(c.reasons))
+
     def add(self, rows: Rows, now: float) -> int:
         """Advance to now, then add rows to their own minute if it is still kept; returns the
         number of rows left out because they are older than the longest window."""
@@ -373,16 +511,18 @@ class Rollup:
             rows, minute = rows.take(keep), minute[keep]
             if not len(minute):
                 return too_old
-        for ws in self.sums:
-            ws.ensure(len(self.catalog.towers), len(self.catalog.reasons))
+        self._ensure()
         order = np.argsort(minute, kind="stable")
         minute = minute[order]
         tower, reason, lat = rows.tower[order], rows.reason[order], rows.latency_ms[order]
+        region = self.catalog.region_of[tower]
         bucket = bucket_of(lat)
         cuts = np.flatnonzero(np.diff(minute)) + 1
         for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(minute)], strict=True):
             m = int(minute[lo])
-            batch = MinuteBatch.of(tower[lo:hi], reason[lo:hi], bucket[lo:hi], lat[lo:hi])
+            batch = MinuteBatch.of(
+                tower[lo:hi], region[lo:hi], reason[lo:hi], bucket[lo:hi], lat[lo:hi]
+            )
             kept = self.minutes.setdefault(m, [])
             kept.append(batch)
             if len(kept) >= MERGE_AFTER:
@@ -392,28 +532,69 @@ class Rollup:
                     ws.apply(batch, 1)
         return too_old
 
-    def result(self, label: str) -> WindowResult:
-        """The window's totals, per reason and per tower; cost O(towers x buckets)."""
-        ws = next(w for w in self.sums if w.label == label)
-        n_t, n_r = len(self.catalog.towers), len(self.catalog.reasons)
-        ws.ensure(n_t, n_r)
-        calls = ws.calls[:n_t]
-        failed = ws.failed[:n_t, :n_r]
-        hist = ws.hist[: n_t * N_BUCKETS].reshape(n_t, N_BUCKETS)
-        failed_t = failed.sum(axis=1)
-        reason_failed = failed.sum(axis=0)
+    def window(self, label: str) -> WindowSums:
+        """The running sums of a window, sized to the catalog."""
+        self._ensure()
+        return next(w for w in self.sums if w.label == label)
+
+    def tower_hist(self, ws: WindowSums, towers: IntArray) -> IntArray:
+        """Latency histograms (len(towers) x N_BUCKETS) of some towers over a window, from the
+        minutes' sparse keys: cost follows those towers' calls, not the number of towers."""
+        out = np.zeros((len(towers), N_BUCKETS), np.int64)
+        if not len(towers) or ws.start is None or self.current is None:
+            return out
+        lo_keys, hi_keys = towers * N_BUCKETS, (towers + 1) * N_BUCKETS
+        keys: list[IntArray] = []
+        counts: list[IntArray] = []
+        for minute, batches in self.minutes.items():
+            if not ws.start <= minute <= self.current:
+                continue
+            for b in batches:
+                lo = np.searchsorted(b.hist_keys, lo_keys)
+                hi = np.searchsorted(b.hist_keys, hi_keys)
+                if not (hi > lo).any():
+                    continue
+                pos, which = _ranges(lo, hi)
+                keys.append(which * N_BUCKETS + b.hist_keys[pos] % N_BUCKETS)
+                counts.append(b.hist_counts[pos])
+        if keys:
+            flat = np.bincount(
+                np.concatenate(keys), weights=np.concatenate(counts), minlength=out.size
+            )
+            out = flat.astype(np.int64).reshape(out.shape)
+        return out
+
+    def result(self, label: str, publish: IntArray) -> WindowResult:
+        """The window's totals, per reason, per region, and for the towers in publish (sorted
+        catalog indices); cost O(regions x buckets + published towers' calls)."""
+        ws = self.window(label)
+        c = self.catalog
+        n_g, n_r = len(c.regions), len(c.reasons)
+        r_calls = ws.region_calls[:n_g]
+        r_failed = ws.region_failed[:n_g, :n_r]
+        r_hist = ws.region_hist[: n_g * N_BUCKETS].reshape(n_g, N_BUCKETS)
+        reason_failed = r_failed.sum(axis=0)
+        calls = ws.calls[publish]
         active = np.flatnonzero(calls)
-        p95_t = quantiles_by_row(hist)[active]
+        p95_t = quantiles_by_row(self.tower_hist(ws, publish[active]))
+        regions = RegionResult(
+            names=list(c.regions),
+            calls=r_calls.copy(),
+            failed=r_failed.sum(axis=1),
+            p95_ms=quantiles_by_row(r_hist),
+            reason_failed=r_failed.copy(),
+        )
         return WindowResult(
             label=label,
-            calls=int(calls.sum()),
-            failed=int(failed_t.sum()),
-            latency_sum_ms=int(ws.latency_sum_ms[:n_t].sum()),
-            p95_ms=quantile_from_counts(hist.sum(axis=0)),
-            reason_failed={r: int(reason_failed[i]) for i, r in enumerate(self.catalog.reasons)},
-            tower_names=list(self.catalog.towers),
-            tower_calls_n=calls.copy(),
-            tower_failed_n=failed_t,
+            calls=int(r_calls.sum()),
+            failed=int(r_failed.sum()),
+            latency_sum_ms=int(ws.region_latency_ms[:n_g].sum()),
+            p95_ms=quantile_from_counts(r_hist.sum(axis=0)),
+            reason_failed={r: int(reason_failed[i]) for i, r in enumerate(c.reasons)},
+            tower_names=[c.towers[t] for t in publish.tolist()],
+            tower_calls_n=calls,
+            tower_failed_n=ws.failed[publish],
             active=active,
             active_p95_ms=p95_t,
+            regions=regions,
         )

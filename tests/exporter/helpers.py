@@ -82,3 +82,15 @@ def total(text: str, name: str, **labels: str) -> float:
     """Sum of the samples of a name whose labels include the given ones."""
     want = set(labels.items())
     return sum(v for (n, lab), v in samples(text).items() if n == name and want <= set(lab))
+
+
+def counter(text: str, name: str, **labels: str) -> float | None:
+    """A counter sample whose labels other than region are exactly these, or None when absent."""
+    want = set(labels.items())
+    found = [
+        v
+        for (n, lab), v in samples(text).items()
+        if n == name and {(k, x) for k, x in lab if k != "region"} == want
+    ]
+    assert len(found) <= 1, f"{name} {labels}: {len(found)} samples"
+    return found[0] if found else None

@@ -19,13 +19,14 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from exporter.counters import Counters
+from exporter.counters import CounterRows
 from exporter.metrics import (
     BUCKET_LE,
     CALL_LATENCY,
     CALLS_FAILED_TOTAL,
     CALLS_TOTAL,
     DB_UP,
+    DETAIL_TOWERS,
     INTERVAL,
     LAST_SUCCESS,
     QUERIES,
@@ -38,7 +39,16 @@ from exporter.metrics import (
     REBUILDS,
     REFRESH_DURATION,
     REFRESH_OVERRUNS,
+    REGION_CALLS,
+    REGION_FAILED,
+    REGION_P95,
+    REGION_RATIO,
+    REGION_REASON_FAILED,
+    REGION_STATUS,
+    REGIONS,
     ROWS_SKIPPED,
+    SERIES,
+    SERIES_BUDGET,
     SKIP_REASONS,
     TH_MIN_CALLS,
     TH_P95,
@@ -47,6 +57,7 @@ from exporter.metrics import (
     TOWER_FAILED,
     TOWER_P95,
     TOWER_RATIO,
+    TOWERS,
     WINDOW_AVG,
     WINDOW_CALLS,
     WINDOW_DEFS,
@@ -85,11 +96,20 @@ class EcmCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Families for the snapshot."""
         p = self.published
-        yield from self._counters(p.counters)
-        yield from self._windows(p)
-        yield from self._self_metrics(p)
+        fams = [*self._counters(p.counters), *self._windows(p), *self._self_metrics(p)]
+        tail = [
+            GaugeMetricFamily(SERIES_BUDGET.name, SERIES_BUDGET.help, value=p.series_budget),
+            GaugeMetricFamily(TOWERS.name, TOWERS.help, value=p.towers),
+            GaugeMetricFamily(DETAIL_TOWERS.name, DETAIL_TOWERS.help, value=p.detail_towers),
+            GaugeMetricFamily(REGIONS.name, REGIONS.help, value=p.regions),
+        ]
+        # The series count covers every sample, itself included.
+        series = sum(len(f.samples) for f in [*fams, *tail]) + 1
+        yield from fams
+        yield GaugeMetricFamily(SERIES.name, SERIES.help, value=series)
+        yield from tail
 
-    def _counters(self, c: Counters) -> Iterator[Metric]:
+    def _counters(self, c: CounterRows) -> Iterator[Metric]:
         calls = _counter(CALLS_TOTAL)
         failed = _counter(CALLS_FAILED_TOTAL)
         hist = HistogramMetricFamily(
@@ -97,12 +117,14 @@ class EcmCollector(Collector):
         )
         bounds = list(BUCKET_LE)
         cum = c.buckets.cumsum(axis=1).tolist()
-        for i, tower in enumerate(c.tower_names[: len(c.calls)]):
-            calls.add_metric([tower], int(c.calls[i]))
+        for i, (region, tower) in enumerate(c.labels):
+            calls.add_metric([region, tower], int(c.calls[i]))
             for j, reason in enumerate(c.reason_names[: c.failed.shape[1]]):
-                failed.add_metric([tower, reason], int(c.failed[i, j]))
+                failed.add_metric([region, tower, reason], int(c.failed[i, j]))
             hist.add_metric(
-                [tower], list(zip(bounds, cum[i], strict=True)), c.latency_sum_ms[i] / 1000.0
+                [region, tower],
+                list(zip(bounds, cum[i], strict=True)),
+                c.latency_sum_ms[i] / 1000.0,
             )
         yield from (calls, failed, hist)
 
@@ -122,6 +144,19 @@ class EcmCollector(Collector):
                 fams[REASON_FAILED.name].add_metric([*w, reason], n)
                 if r.calls:
                     fams[REASON_RATIO.name].add_metric([*w, reason], n / r.calls)
+            g = r.regions
+            for i, region in enumerate(g.names):
+                calls_g, failed_g = int(g.calls[i]), int(g.failed[i])
+                fams[REGION_CALLS.name].add_metric([*w, region], calls_g)
+                fams[REGION_FAILED.name].add_metric([*w, region], failed_g)
+                if calls_g:
+                    fams[REGION_RATIO.name].add_metric([*w, region], failed_g / calls_g)
+                    fams[REGION_P95.name].add_metric([*w, region], g.p95_ms[i] / 1000.0)
+                fams[REGION_STATUS.name].add_metric([*w, region], int(view.region_status[i]))
+                for j, reason in enumerate(r.reason_failed):
+                    fams[REGION_REASON_FAILED.name].add_metric(
+                        [*w, region, reason], int(g.reason_failed[i, j])
+                    )
             for tower, (calls, failed) in r.tower_calls.items():
                 fams[TOWER_CALLS.name].add_metric([*w, tower], calls)
                 fams[TOWER_FAILED.name].add_metric([*w, tower], failed)

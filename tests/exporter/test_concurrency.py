@@ -10,8 +10,8 @@ import pytest
 
 from ecm_common.domain import REASONS
 from exporter.refresh import RefreshJob
-from tests.exporter.conftest import FakeClock
 from tests.exporter.helpers import Call, copy_calls, total, value
+from tests.fixtures.clock import FakeClock
 from tests.fixtures.postgres import EcmDb
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,16 @@ import pytest
 
 from ecm_common.domain import REASONS
 from exporter.refresh import RefreshJob
-from tests.exporter.conftest import FakeClock
-from tests.exporter.helpers import Call, add_towers, percentile_cont, total, value, write_calls
+from tests.exporter.helpers import (
+    Call,
+    add_towers,
+    counter,
+    percentile_cont,
+    total,
+    value,
+    write_calls,
+)
+from tests.fixtures.clock import FakeClock
 from tests.fixtures.postgres import EcmDb
 
 pytestmark = pytest.mark.integration
@@ -120,9 +128,9 @@ def test_rebuild_and_incremental_match_independent_values(
     # Rows read by the rebuild are not counted: counters start at zero for every tower x reason.
     assert total(text, "ecm_calls_total") == 0
     for tower in TOWERS:
-        assert value(text, "ecm_calls_total", tower=tower) == 0
+        assert counter(text, "ecm_calls_total", tower=tower) == 0
         for reason in REASONS:
-            assert value(text, "ecm_calls_failed_total", tower=tower, reason=reason) == 0
+            assert counter(text, "ecm_calls_failed_total", tower=tower, reason=reason) == 0
 
     clock.advance(150)  # 2.5 minutes: windows slide, minutes leave the 5m window
     new = make_calls(rng, clock.now, 1500, 300)  # recent, including late rows for older minutes
@@ -141,14 +149,14 @@ def test_rebuild_and_incremental_match_independent_values(
     assert total(text, "ecm_calls_total") == len(fresh)
     for tower in TOWERS:
         tc = [c for c in fresh if c.tower == tower]
-        assert value(text, "ecm_calls_total", tower=tower) == len(tc)
+        assert counter(text, "ecm_calls_total", tower=tower) == len(tc)
         for reason in REASONS:
             n = sum(1 for c in tc if c.reason == reason)
-            assert value(text, "ecm_calls_failed_total", tower=tower, reason=reason) == n
-        assert value(text, "ecm_call_latency_seconds_count", tower=tower) == len(tc)
+            assert counter(text, "ecm_calls_failed_total", tower=tower, reason=reason) == n
+        assert counter(text, "ecm_call_latency_seconds_count", tower=tower) == len(tc)
         under_2s = sum(1 for c in tc if c.latency_ms <= 2000)
-        assert value(text, "ecm_call_latency_seconds_bucket", tower=tower, le="2.0") == under_2s
-        assert value(text, "ecm_call_latency_seconds_sum", tower=tower) == pytest.approx(
+        assert counter(text, "ecm_call_latency_seconds_bucket", tower=tower, le="2.0") == under_2s
+        assert counter(text, "ecm_call_latency_seconds_sum", tower=tower) == pytest.approx(
             sum(c.latency_ms for c in tc) / 1000
         )
 
@@ -172,6 +180,6 @@ def test_windows_withdrawn_when_no_refresh_finishes(
     clock.advance(2)  # a refresh is stuck (hung database): the old values are no longer fresh
     text = job.exposition().decode()
     assert "ecm_window_calls{" not in text and "ecm_tower_window_calls{" not in text
-    assert value(text, "ecm_calls_total", tower="TOWER_1") == 0
+    assert counter(text, "ecm_calls_total", tower="TOWER_1") == 0
     assert job.refresh()
     assert value(job.exposition().decode(), "ecm_window_calls", window="5m") == 3

@@ -15,9 +15,9 @@ from exporter.metrics import Published, QueryStats
 from exporter.refresh import RefreshJob, view
 from exporter.render import Renderer, format_values
 from exporter.rollup import Catalog, Rollup, Rows
-from tests.exporter.conftest import FakeClock
 from tests.exporter.helpers import Call, add_towers, write_calls
 from tests.exporter.reference import reference
+from tests.fixtures.clock import FakeClock
 from tests.fixtures.postgres import EcmDb
 from tests.fixtures.tools import require_binary
 
@@ -37,11 +37,14 @@ def snapshot(
     oldest_s: float = 3000.0,
     newest_s: float = 0.0,
     extra_reason: bool = False,
+    regions: int = 1,
+    detail_max: int = 1000,
+    detail_towers: Sequence[str] = (),
 ) -> Published:
     """A snapshot built by the real rollup and counters from random calls (no database)."""
     rng = np.random.default_rng(seed)
-    catalog = Catalog()
-    catalog.add_towers(towers)
+    catalog = Catalog(detail_max, detail_towers)
+    catalog.add_towers((t, f"REGION_{i % regions + 1}") for i, t in enumerate(towers))
     if extra_reason:
         catalog.reason("SOMETHING_NEW")
     rollup = Rollup(catalog, list(WINDOWS))
@@ -60,7 +63,7 @@ def snapshot(
         rollup.add(Rows.empty(), NOW)
     counters.add(Rows.empty())
     th = thresholds or Thresholds(min_tower_calls=1)
-    views = [view(rollup, label, th) for label, _ in WINDOWS] if with_windows else []
+    views = [view(rollup, label, th, 3) for label, _ in WINDOWS] if with_windows else []
     return Published(
         interval_s=15.0,
         thresholds=th,
@@ -74,6 +77,10 @@ def snapshot(
         overruns=2 if with_windows else 0,
         rows_skipped={"future": 3, "past": 70_000} if with_windows else {},
         rebuilds={"start": 1, "rows_removed": 2} if with_windows else {},
+        series_budget=12_345,
+        towers=len(catalog.towers),
+        detail_towers=len(catalog.detail),
+        regions=len(catalog.regions),
     )
 
 
@@ -112,6 +119,15 @@ CASES = {
         },
     ),
     "500 towers": lambda: snapshot([f"TOWER_{i}" for i in range(1, 501)], 60_000, seed=3),
+    "2,000 towers in 7 regions, detail for two listed towers only": lambda: snapshot(
+        [f"TOWER_{i}" for i in range(1, 2001)],
+        30_000,
+        seed=4,
+        regions=7,
+        detail_max=100,
+        detail_towers=["TOWER_7", "TOWER_1999"],
+        thresholds=Thresholds(min_tower_calls=5, top_n=4),
+    ),
 }
 
 

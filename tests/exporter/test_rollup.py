@@ -109,7 +109,7 @@ def test_windows_slide_with_late_and_future_rows() -> None:
             continue
         for label, minutes in WINDOWS:
             want = brute(seen, now, minutes)
-            got = rollup.result(label)
+            got = rollup.result(label, np.arange(len(catalog.towers)))
             assert got.calls == len(want)
             assert got.failed == sum(1 for r in want if r[3])
             assert got.latency_sum_ms == sum(r[2] for r in want)
@@ -122,6 +122,9 @@ def test_windows_slide_with_late_and_future_rows() -> None:
             for t in got.towers:
                 tw = [r for r in want if r[1] == t.tower]
                 assert (t.calls, t.failed) == (len(tw), sum(1 for r in tw if r[3]))
+                # Each tower's p95 comes from the minutes' sparse histogram keys.
+                exact = exact_p95(np.array([r[2] for r in tw]))
+                assert t.p95_ms == pytest.approx(exact, rel=0.01)
     # Evicted minutes are gone: nothing older than the longest window is kept, and minutes
     # ahead are only those of rows timestamped ahead (at most 5 minutes here).
     assert min(rollup.minutes) >= math.floor(now / 60) - 59
@@ -135,5 +138,5 @@ def test_rows_older_than_every_window_are_ignored() -> None:
     rows = Rows.from_columns(catalog, ["T1", "T1"], ["SUCCESS", "FAILED"], [None, "PSAP_BUSY"],
                              [100, 200], [now - 3600, now - 10])  # fmt: skip
     rollup.add(rows, now)
-    r = rollup.result("5m")
+    r = rollup.result("5m", np.arange(len(catalog.towers)))
     assert (r.calls, r.failed, r.latency_sum_ms) == (1, 1, 200)
