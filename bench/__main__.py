@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import data, memory, refresh, served, writer
+from bench import data, memory, pager, refresh, served, writer
 from bench.plan import FULL, QUICK, Plan
 from bench.report import Row, machine, markdown, plot, table
 from bench.results import load_rows, memory_rows, qe_rows, refresh_rows, scrape_rows, writer_rows
@@ -115,6 +115,9 @@ def measure_all(plan: Plan, out_dir: Path, command: str) -> tuple[list[Row], str
         log.warning("5/5 memory over %d simulated minutes", plan.memory_minutes)
         rows += memory_rows(memory.run(db.url, plan, mem_towers), plan, mem_towers)
 
+        log.warning("7 the pager under an alert storm")
+        storm = pager.run(db.url, pager.QUICK_STORM if plan.quick else pager.FULL_STORM)
+
     png = out_dir / PLOT_NAME
     missing = plot(points, png)
     rows.append(
@@ -122,7 +125,8 @@ def measure_all(plan: Plan, out_dir: Path, command: str) -> tuple[list[Row], str
         if missing
         else Row("6", "plot of refresh cost against window size", shown_path(png))
     )
-    doc = markdown(rows, mach, command, NOTES, None if missing else PLOT_NAME)
+    rows += pager.rows(storm)
+    doc = markdown(rows, mach, command, [*NOTES, pager.NOTE], None if missing else PLOT_NAME)
     return rows, doc
 
 

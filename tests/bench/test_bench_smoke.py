@@ -63,7 +63,7 @@ def test_quick_benchmark_prints_one_complete_table(
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = table_rows(proc.stdout)
     assert all(len(r) == len(HEADER) for r in rows)
-    assert {r[0] for r in rows} == {"1", "2", "3", "4", "5", "6"}
+    assert {r[0] for r in rows} == {"1", "2", "3", "4", "5", "6", "7"}
     assert {r[6] for r in rows} <= {"met", "NOT met", "-"}
     # Two window sizes x two tower counts in the quick run, each with its direct baseline.
     steady = [r for r in rows if r[0] == "2" and r[1].startswith("steady refresh")]
@@ -86,6 +86,25 @@ def test_quick_benchmark_prints_one_complete_table(
     assert all(r[5] == "-" for r in scrapes if "plain text" in r[1])  # the goal is judged on gzip
     memory = [r for r in rows if r[0] == "5"]
     assert len(memory[0][2].split(" / ")) == 3  # start, middle, end
+
+
+def test_quick_benchmark_storms_the_pager(
+    quick_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """Section 7: a paced storm and a burst; nothing lost and one incident per service in both."""
+    proc, _ = quick_run
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    storm = [r for r in table_rows(proc.stdout) if r[0] == "7"]
+    assert len(storm) == 4
+    stored, handler, first_page, burst = storm
+    # Correctness, not speed: judged even in the quick run.
+    assert stored[2] == "600 of 600 stored, 20 incidents for 20 services, 0 failed posts"
+    assert stored[6] == "met"
+    assert " / " in handler[2] and handler[5].startswith("p99 under")
+    assert first_page[2].endswith("(20 incidents)")
+    assert "600 of 600 stored, 20 incidents for 20 services" in burst[2]
+    assert burst[3].startswith("raw INSERT of the same rows:")
+    assert float(burst[4]) > 0
 
 
 def test_quick_benchmark_writes_report_and_plot(
