@@ -157,3 +157,9 @@ def test_json_object_or_array() -> None:
     one = parse_body(json.dumps(event()).encode(), "application/json", 10)
     many = parse_body(json.dumps([event(), event()]).encode(), "Application/JSON", 10)
     assert (len(one), len(many)) == (1, 2)
+
+
+def test_a_value_valid_in_one_field_is_not_taken_as_valid_in_another() -> None:
+    # "PM-Gen.2" is a good source, and remembered as one; it is no metric name.
+    assert verdict(with_(source="PM-Gen.2")) == ("ok", None)
+    assert verdict(with_(metrics={"PM-Gen.2": 1})) == ("rejected", "bad_metrics")
