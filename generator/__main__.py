@@ -43,6 +43,7 @@ OPTIONS: dict[str, str] = {
     "--towers": "number of towers TOWER_1..N (default 50)",
     "--tower-skew": "Zipf exponent of tower traffic weights, 0 = equal (default 0.8)",
     "--tower-weights": "explicit weights, e.g. TOWER_1=5,TOWER_2=3",
+    "--regions": "split the towers into R regions REGION_1..R, contiguous blocks (default 1)",
     "--reason-weights": "failure reason weights, e.g. IMS_UNREACHABLE=2,CORE_TIMEOUT=3",
     "--latency-median-ms": "median setup latency of connected phones (default 1800)",
     "--latency-sigma": "log-normal sigma of setup latency (default 0.35)",

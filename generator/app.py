@@ -50,7 +50,7 @@ def prepare_database(url: str, params: ModelParams, timeout: float = WRITE_TIMEO
 def prepare_connection(conn: psycopg.Connection, params: ModelParams) -> None:
     """Record the towers on an open connection; a refusal is WritesRefused (exit 6)."""
     try:
-        upsert_towers(conn, params.tower_weights)
+        upsert_towers(conn, params.tower_weights, params.tower_regions())
     except psycopg.Error as exc:
         if classify(exc) == "refuse":
             raise WritesRefused(

@@ -27,6 +27,7 @@ from generator.pipeline import WriteOptions
 
 _TOWER = re.compile(r"^TOWER_([1-9]\d{0,8})$")
 MAX_TOWERS = 100_000
+MAX_REGIONS = 1_000
 # Ranges every option is checked against at load: finite, and far beyond any sensible use.
 MAX_RATE = 100_000.0  # calls per second
 MAX_SPEED = 10_000.0
@@ -134,6 +135,7 @@ class GeneratorSettings(StrictModel):
     towers: int = Field(50, ge=1, le=MAX_TOWERS)
     tower_skew: float = Field(0.8, ge=0, le=5)
     tower_weights: dict[str, float] | None = None
+    regions: int = Field(1, ge=1, le=MAX_REGIONS)
     reason_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_REASON_WEIGHTS))
     latency_median_ms: float = Field(1800.0, gt=0, le=MAX_LATENCY_MS)
     latency_sigma: float = Field(0.35, ge=0, le=MAX_SIGMA)

@@ -60,16 +60,29 @@ class ModelParams:
         default_factory=lambda: dict(DEFAULT_FAILED_LATENCY_MS)
     )
     core_timeout_ms: float = 10_000.0
+    # Towers are split into this many regions REGION_1..R (the towers table's region column).
+    regions: int = 1
 
     @property
     def n_towers(self) -> int:
         """How many towers carry traffic."""
         return len(self.tower_weights)
 
+    def tower_regions(self) -> tuple[str, ...]:
+        """The region of each tower, TOWER_1 first (see region_of)."""
+        return tuple(region_of(k, self.n_towers, self.regions) for k in range(1, self.n_towers + 1))
+
     def reason_probs(self) -> npt.NDArray[np.float64]:
         """Baseline reason probabilities in REASONS order."""
         w = np.array([self.reason_weights.get(r, 0.0) for r in REASONS], dtype=np.float64)
         return np.asarray(w / w.sum(), dtype=np.float64)
+
+
+def region_of(tower: int, n_towers: int, regions: int) -> str:
+    """Region of TOWER_k (1-based) among n towers: R contiguous blocks of near-equal size, so
+    towers numbered close together (as neighbours usually are) share a region."""
+    r = min(max(regions, 1), n_towers)
+    return f"REGION_{(tower - 1) * r // n_towers + 1}"
 
 
 def zipf_weights(n: int, skew: float) -> tuple[float, ...]:

@@ -32,8 +32,8 @@ SET_TIMEOUTS = (
 )
 
 UPSERT_TOWERS = (
-    "INSERT INTO towers (tower_id, weight)"
-    " SELECT * FROM unnest(%s::text[], %s::double precision[])"
-    " ON CONFLICT (tower_id) DO UPDATE SET weight = EXCLUDED.weight"
-    " WHERE towers.weight IS DISTINCT FROM EXCLUDED.weight"
+    "INSERT INTO towers (tower_id, weight, region)"
+    " SELECT * FROM unnest(%s::text[], %s::double precision[], %s::text[])"
+    " ON CONFLICT (tower_id) DO UPDATE SET weight = EXCLUDED.weight, region = EXCLUDED.region"
+    " WHERE (towers.weight, towers.region) IS DISTINCT FROM (EXCLUDED.weight, EXCLUDED.region)"
 )

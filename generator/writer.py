@@ -140,11 +140,13 @@ def copy_batch_isolating(
     return new, refused
 
 
-def upsert_towers(conn: psycopg.Connection, weights: tuple[float, ...]) -> None:
-    """Record the towers in use (TOWER_1..N) and their traffic weights in ``towers``."""
+def upsert_towers(
+    conn: psycopg.Connection, weights: tuple[float, ...], regions: tuple[str, ...]
+) -> None:
+    """Record the towers in use (TOWER_1..N), their traffic weights and regions in ``towers``."""
     names = [tower_name(i + 1) for i in range(len(weights))]
     with conn.transaction():
-        conn.execute(queries.UPSERT_TOWERS, (names, list(weights)))
+        conn.execute(queries.UPSERT_TOWERS, (names, list(weights), list(regions)))
 
 
 def set_timeouts(conn: psycopg.Connection, seconds: float) -> None:

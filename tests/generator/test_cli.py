@@ -152,3 +152,18 @@ def test_init_db_password_file_problems_are_one_line(tmp_path: Path) -> None:
         assert proc.returncode == 2
         assert len(proc.stderr.strip().splitlines()) == 1
         assert "--exporter-password-file" in proc.stderr and needle in proc.stderr
+
+
+def test_regions_split_the_towers_into_contiguous_blocks(empty_db: str, tmp_path: Path) -> None:
+    def run(regions: str) -> None:
+        proc = run_gen("--count", "10", "--towers", "10", "--regions", regions, "--start",
+                       PAST_ISO, "--database-url", empty_db, tmp=tmp_path)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+
+    run("3")
+    rows = query(empty_db, "SELECT region FROM towers ORDER BY length(tower_id), tower_id")
+    assert [r for (r,) in rows] == ["REGION_1"] * 4 + ["REGION_2"] * 3 + ["REGION_3"] * 3
+    # Running again with another split moves the towers (the upsert updates the region).
+    run("2")
+    rows = query(empty_db, "SELECT region, count(*) FROM towers GROUP BY region ORDER BY region")
+    assert rows == [("REGION_1", 5), ("REGION_2", 5)]

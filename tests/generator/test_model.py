@@ -80,3 +80,14 @@ def test_records_round_trip() -> None:
     b = model().batch(100, 0.0, np.random.default_rng(4))
     back = CallBatch.from_records(b.to_records(), b.n_towers)
     assert encode_copy(back) == encode_copy(b)
+
+
+def test_regions_are_contiguous_near_equal_blocks() -> None:
+    p = ModelParams(tower_weights=(1.0,) * 7, regions=3)
+    assert p.tower_regions() == ("REGION_1",) * 3 + ("REGION_2",) * 2 + ("REGION_3",) * 2
+    # More regions than towers: one tower per region; the default is a single region.
+    assert ModelParams(tower_weights=(1.0, 1.0), regions=5).tower_regions() == (
+        "REGION_1",
+        "REGION_2",
+    )
+    assert set(ModelParams(tower_weights=(1.0,) * 4).tower_regions()) == {"REGION_1"}
