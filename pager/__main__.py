@@ -15,14 +15,14 @@ import os
 import secrets
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from db.migrate import pending
-from ecm_common.cli import run
+from ecm_common.cli import Parser, run
 from ecm_common.clock import SystemClock
-from ecm_common.config import check_listen, one_line, option_names
+from ecm_common.config import check_listen, option_names
 from ecm_common.db import CONNECT_TIMEOUT_S, database_url, redact
 from ecm_common.errors import ConfigError, DatabaseUnavailable, EcmError
 from ecm_common.logs import setup_logging
@@ -68,20 +68,14 @@ class NotAllowed(EcmError):
     exit_code = 5
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        """One line and exit 2, no usage dump."""
-        raise ConfigError(f"{one_line(message, 200)} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line; options default to None so YAML and ECM_* show through."""
-    p = _Parser(prog=PROG, description=__doc__, allow_abbrev=False)
+    p = Parser(prog=PROG, description=__doc__)
     p.add_argument("--config", help=f"YAML file: options, policies, services (${CONFIG_ENV})")
     p.add_argument("--check-only", action="store_true", help="validate the configuration, exit")
     for name, text in FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, help=text)
-    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", parser_class=Parser)
     sub.add_parser("serve", help="run the HTTP API and the escalation worker (the default)")
     sub.add_parser("check-only", help="validate the configuration and exit")
     ls = sub.add_parser("incidents", help="list incidents, newest first")

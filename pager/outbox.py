@@ -65,7 +65,7 @@ class OutboxSender:
             if row is None:
                 return False
             try:
-                self.channels.send(row.message())
+                self.channels.send(row)
             except SendError as exc:
                 self._failed(conn, row, str(exc), now)
                 return True
@@ -105,25 +105,10 @@ class OutboxSender:
 
 
 @dataclass(frozen=True)
-class _Claimed:
+class _Claimed(Message):
     """A claimed outbox row: the message and how many attempts it has had."""
 
-    notification_id: int
-    incident_id: int
-    level: int
-    channel: str
-    target: str
-    subject: str
-    body: str
-    ack_url: str
     attempts: int
-
-    def message(self) -> Message:
-        """The message without the bookkeeping."""
-        return Message(
-            self.notification_id, self.incident_id, self.level, self.channel, self.target,
-            self.subject, self.body, self.ack_url,
-        )  # fmt: skip
 
     def where(self) -> str:
         """channel and target, for the timeline."""

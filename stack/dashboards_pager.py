@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stack.grafana_json import panel, series, target, thresholds
+from stack.grafana_json import series, stat, target, thresholds
 from stack.rules_pager import PagerRuleParams
 
 UP_MAPPINGS = [
@@ -24,28 +24,6 @@ UP_MAPPINGS = [
 RESPONSE_WINDOW = "1h"
 
 
-def _stat(
-    pid: int, title: str, description: str, unit: str, pos: tuple[int, int], expr: str, **kw: Any
-) -> dict[str, Any]:
-    x, y = pos
-    return panel(
-        pid,
-        "stat",
-        title,
-        description,
-        unit,
-        (x, y, 6, 5),
-        [target(expr)],
-        options={
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "colorMode": "background",
-            "graphMode": "area",
-            "textMode": "auto",
-        },
-        **kw,
-    )
-
-
 def pager_panels(first_id: int, y: int, q: PagerRuleParams | None = None) -> list[dict[str, Any]]:
     """Six panels from grid row y down, ids from first_id."""
     q = q or PagerRuleParams()
@@ -53,43 +31,46 @@ def pager_panels(first_id: int, y: int, q: PagerRuleParams | None = None) -> lis
     i = first_id
     quantile = "histogram_quantile(0.9, sum by (le) (rate({}_bucket{}[{}])))"
     return [
-        _stat(
+        stat(
             i,
             "Pager: open incidents",
             "Incidents triggered or acknowledged and not yet resolved, as of the pager's last "
             "tick (every second).",
             "none",
-            (0, y),
+            0,
             f"sum(ecm_pager_open_incidents{sel}) or vector(0)",
+            y=y,
             defaults={"thresholds": thresholds((1, "red"))},
         ),
-        _stat(
+        stat(
             i + 1,
             "Pager: pages waiting",
-            "Notifications queued in the pager's outbox and not yet delivered (retries "
-            "included).",
+            "Notifications queued in the pager's outbox and not yet delivered (retries included).",
             "none",
-            (6, y),
+            6,
             f"sum(ecm_pager_outbox_depth{sel})",
+            y=y,
             defaults={"thresholds": thresholds((1, "orange"))},
         ),
-        _stat(
+        stat(
             i + 2,
             "Pager: oldest page waiting",
             "Age of the oldest undelivered notification; red from "
             f"{q.backlog_age_seconds} s, where EcmPagerOutboxBacklog fires.",
             "s",
-            (12, y),
+            12,
             f"max(ecm_pager_outbox_oldest_age_seconds{sel})",
+            y=y,
             defaults={"thresholds": thresholds((q.backlog_age_seconds, "red"))},
         ),
-        _stat(
+        stat(
             i + 3,
             "Pager: database",
             "Whether the pager's worker reached PostgreSQL on its last tick.",
             "none",
-            (18, y),
+            18,
             f"min(ecm_pager_database_up{sel})",
+            y=y,
             defaults={
                 "mappings": UP_MAPPINGS,
                 "thresholds": {
@@ -111,8 +92,7 @@ def pager_panels(first_id: int, y: int, q: PagerRuleParams | None = None) -> lis
                     ref="A",
                 ),
                 target(
-                    "sum by (channel) (rate(ecm_pager_notification_failures_total"
-                    f"{sel}[5m])) * 60",
+                    f"sum by (channel) (rate(ecm_pager_notification_failures_total{sel}[5m])) * 60",
                     "failed {{channel}}",
                     ref="B",
                 ),

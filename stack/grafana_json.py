@@ -81,13 +81,15 @@ def stat(
     pid: int, title: str, description: str, unit: str, x: int, expr: str, **kw: Any
 ) -> dict[str, Any]:
     legend = kw.pop("legend", "")
+    # A stat is 6 x 5 cells at column x of row y (the top row unless given).
+    y = kw.pop("y", 0)
     return panel(
         pid,
         "stat",
         title,
         description,
         unit,
-        (x, 0, 6, 5),
+        (x, y, 6, 5),
         [target(expr, legend)],
         options={
             "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},

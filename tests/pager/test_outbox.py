@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from email import message_from_string
 
 import pytest
@@ -46,16 +47,36 @@ def _sample(registry: CollectorRegistry, name: str, channel: str) -> float:
     return registry.get_sample_value(name, {"channel": channel}) or 0.0
 
 
-def test_each_channel_delivers_with_an_ack_link(
+@dataclass
+class Paging:
+    """An engine and its outbox sender wired to the real receivers, and its metrics."""
+
+    engine: Engine
+    sender: OutboxSender
+    registry: CollectorRegistry
+
+
+@pytest.fixture
+def paging(
     make_engine: Callable[..., Engine],
+    smtp_server: Mailbox,
+    http_receiver: Receiver,
+    clock: FakeClock,
+) -> Paging:
+    """The test policy with the SMTP server and the HTTP receiver as its targets."""
+    registry = CollectorRegistry()
+    engine = make_engine(_settings(smtp_server, http_receiver), registry)
+    return Paging(engine, _sender(engine, clock), registry)
+
+
+def test_each_channel_delivers_with_an_ack_link(
+    paging: Paging,
     smtp_server: Mailbox,
     http_receiver: Receiver,
     clock: FakeClock,
     pager_url: str,
 ) -> None:
-    registry = CollectorRegistry()
-    engine = make_engine(_settings(smtp_server, http_receiver), registry)
-    sender = _sender(engine, clock)
+    engine, sender, registry = paging.engine, paging.sender, paging.registry
     incident = engine.ingest(hook(alert("a1"))).opened[0]
     assert sender.send_due() == 2
     [mail] = smtp_server.messages
@@ -82,15 +103,13 @@ def test_each_channel_delivers_with_an_ack_link(
 
 
 def test_a_failing_channel_is_retried_with_backoff_and_recorded(
-    make_engine: Callable[..., Engine],
+    paging: Paging,
     smtp_server: Mailbox,
     http_receiver: Receiver,
     clock: FakeClock,
     pager_url: str,
 ) -> None:
-    registry = CollectorRegistry()
-    engine = make_engine(_settings(smtp_server, http_receiver), registry)
-    sender = _sender(engine, clock)
+    engine, sender, registry = paging.engine, paging.sender, paging.registry
     http_receiver.fail = [500]
     incident = engine.ingest(hook(alert("a1"))).opened[0]
     assert sender.send_due() == 2
@@ -120,15 +139,13 @@ def test_a_failing_channel_is_retried_with_backoff_and_recorded(
 
 
 def test_a_dead_channel_gives_up_and_never_stops_the_escalation(
-    make_engine: Callable[..., Engine],
+    paging: Paging,
     smtp_server: Mailbox,
     http_receiver: Receiver,
     clock: FakeClock,
     pager_url: str,
 ) -> None:
-    registry = CollectorRegistry()
-    engine = make_engine(_settings(smtp_server, http_receiver), registry)
-    sender = _sender(engine, clock)
+    engine, sender, registry = paging.engine, paging.sender, paging.registry
     http_receiver.fail = [503, 503, 503, 503]
     engine.ingest(hook(alert("a1")))
     for wait in (0, 30, 60):

@@ -66,7 +66,7 @@ def test_compose_renderer_writes_the_token_where_alertmanager_reads_it(tmp_path:
 
 
 def test_the_local_runs_pager_configuration_is_valid(tmp_path: Path) -> None:
-    cfg = StackConfig(pager_port=19744, sink_port=19099)
+    cfg = StackConfig.model_validate({"pager_port": 19744, "sink_port": 19099})
     settings = load_settings(file=local_pager.config(cfg, tmp_path), environ={})
     assert settings.http.port == 19744
     assert settings.public_url == "http://127.0.0.1:19744"
@@ -75,7 +75,9 @@ def test_the_local_runs_pager_configuration_is_valid(tmp_path: Path) -> None:
 
 
 def test_the_local_runs_pager_secrets_are_files_only_its_user_reads(tmp_path: Path) -> None:
-    child, pager = local_pager.child(StackConfig(), tmp_path, "postgresql://x@h/db", "python")
+    child, pager = local_pager.child(
+        StackConfig.model_validate({}), tmp_path, "postgresql://x@h/db", "python"
+    )
     for name in ("ECM_PAGER_ALERTMANAGER_TOKEN", "ECM_PAGER_TOKEN", "ECM_PAGER_ACK_SECRET"):
         assert name not in child.env
         secret = Path(child.env[f"{name}_FILE"])
