@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import data, memory, pager, refresh, served, writer
+from bench import data, memory, pager, pm, refresh, served, writer
 from bench.plan import FULL, QUICK, Plan
 from bench.report import Row, machine, markdown, plot, table
 from bench.results import load_rows, memory_rows, qe_rows, refresh_rows, scrape_rows, writer_rows
@@ -117,6 +117,8 @@ def measure_all(plan: Plan, out_dir: Path, command: str) -> tuple[list[Row], str
 
         log.warning("7 the pager under an alert storm")
         storm = pager.run(db.url, pager.QUICK_STORM if plan.quick else pager.FULL_STORM)
+        log.warning("8 RAN PM ingest through the API, and the 24h KPI query")
+        pm_result = pm.run(db.url, pm.PM_QUICK if plan.quick else pm.PM_FULL)
 
     png = out_dir / PLOT_NAME
     missing = plot(points, png)
@@ -126,7 +128,9 @@ def measure_all(plan: Plan, out_dir: Path, command: str) -> tuple[list[Row], str
         else Row("6", "plot of refresh cost against window size", shown_path(png))
     )
     rows += pager.rows(storm)
-    doc = markdown(rows, mach, command, [*NOTES, pager.NOTE], None if missing else PLOT_NAME)
+    rows += pm.pm_rows(pm_result)
+    notes = [*NOTES, pager.NOTE, pm.NOTE]
+    doc = markdown(rows, mach, command, notes, None if missing else PLOT_NAME)
     return rows, doc
 
 
