@@ -43,6 +43,7 @@ rules: $(STAMP)
 
 dashboards: $(STAMP)
 	$(PY) -m stack.dashboards
+	$(PY) -m stack.dashboards_pm
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
