@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import orjson
 
@@ -39,19 +39,7 @@ MAX_UUID_CHARS = 45
 JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson")
 
-REASONS = (
-    "malformed_json",
-    "not_an_object",
-    "missing_field",
-    "unknown_field",
-    "bad_event_id",
-    "unknown_schema_version",
-    "bad_event_time",
-    "event_time_out_of_range",
-    "bad_source",
-    "bad_entity",
-    "bad_metrics",
-)
+# Why an event was rejected: the `reason` of its verdict and the label of the rejected counter.
 Reason = Literal[
     "malformed_json",
     "not_an_object",
@@ -65,6 +53,7 @@ Reason = Literal[
     "bad_entity",
     "bad_metrics",
 ]
+REASONS: tuple[Reason, ...] = get_args(Reason)
 Status = Literal["accepted", "duplicate", "rejected"]
 
 _SOURCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

@@ -212,3 +212,12 @@ def test_unique_ids_survive_a_new_uuid_form(served: Served) -> None:
     b = dict(event(), event_id=str(eid).upper())
     served.client.post(URL, json=a)
     assert served.client.post(URL, json=b).json()["results"][0]["status"] == "duplicate"
+
+
+def test_openapi_documents_the_route_and_its_body_forms(served: Served) -> None:
+    doc = served.client.get("/openapi.json").json()
+    post = doc["paths"]["/v1/events/pm"]["post"]
+    assert set(post["requestBody"]["content"]) == {"application/json", "application/x-ndjson"}
+    assert {"200", "207", "413", "415", "422", "503"} <= set(post["responses"])
+    assert metric(served, "ecm_http_requests_total", handler="/v1/events/pm", method="POST",
+                  status="2xx") == 0  # fmt: skip
