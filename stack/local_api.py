@@ -47,10 +47,12 @@ def children(
         url=url,
         ready_path="/readyz",
     )  # fmt: skip
+    # The calls generator's scenario, if any: its outages silence cells, its surges load them.
+    scenario = ["--scenario", cfg.scenario] if cfg.scenario else []
     pm = Child(
         "pm-generator",
         [python, "-m", "generator", "pm", "--api-url", url, "--towers", str(cfg.towers),
-         "--period", period, *common],
+         "--period", period, *scenario, *common],
         state / "pm-generator.log",
         env={TOKEN_ENV: "", TOKEN_ENV + "_FILE": str(token_file)},
     )  # fmt: skip
