@@ -192,3 +192,21 @@ def test_roles_reader_reads_kpis_writer_and_api_stay_in_their_lane(served: Serve
             api.execute("SELECT count(*) FROM emergency_calls")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             api.execute("TRUNCATE pm_events")
+
+
+def test_fresh_database_from_init_db_serves_the_api_as_its_login(
+    serve_api: Callable[..., Served], empty_db: str, api_login: str
+) -> None:
+    """Migrated from nothing (database grants are not copied from a template): the ecm_api
+    login stores and folds events there."""
+    from db.migrate import migrate
+    from db.roles import url_for
+
+    migrate(empty_db)
+    s = serve_api(url=url_for(empty_db, api_login, None))
+    post(s, event("CELL-FRESH"))
+    assert s.api.rollup.run()
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT entity_id, samples FROM pm_kpi_5m").fetchall() == [
+            ("CELL-FRESH", 1)
+        ]
