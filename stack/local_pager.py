@@ -54,11 +54,7 @@ def config(cfg: StackConfig, state: Path) -> Path:
         "policies": {
             "local": {
                 "levels": [
-                    {
-                        "targets": [
-                            {"webhook": f"http://127.0.0.1:{cfg.sink_port}/{PAGES_RECEIVER}"}
-                        ]
-                    }
+                    {"targets": [{"webhook": f"http://127.0.0.1:{cfg.sink_port}/{PAGES_RECEIVER}"}]}
                 ]
             }
         },
@@ -81,7 +77,17 @@ def child(cfg: StackConfig, state: Path, db_url: str, python: str) -> tuple[Chil
     ack_secret = _secret_file(secrets_dir / "pager-ack-secret")
     proc = Child(
         "pager",
-        [python, "-m", "pager", "--config", str(config(cfg, state)), "serve"],
+        # The port as a flag too: an ECM_PORT meant for another part must not move the pager.
+        [
+            python,
+            "-m",
+            "pager",
+            "--config",
+            str(config(cfg, state)),
+            "--port",
+            str(cfg.pager_port),
+            "serve",
+        ],
         state / "pager.log",
         # File names, never the secrets, in the child's environment.
         env={

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from email import message_from_string
+from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
@@ -171,3 +175,44 @@ def test_email_with_no_smtp_server_fails_as_a_recorded_attempt(
         ("email", "failed", "no smtp_host configured"),
         ("webhook", "failed", "ConnectionError talking to the endpoint"),
     ]
+
+
+def test_email_logs_in_when_a_user_is_configured(
+    make_engine: Callable[..., Engine], clock: FakeClock
+) -> None:
+    logins: list[tuple[bytes, bytes]] = []
+
+    def authenticate(
+        server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        logins.append((data.login, data.password))
+        return AuthResult(success=data.password == b"smtp-secret")
+
+    class Keep:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(envelope.rcpt_tos)
+            return "250 OK"
+
+    received: list[list[str]] = []
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # Login over plain SMTP is for this test only: a real server wants STARTTLS first.
+    controller = Controller(
+        Keep(), hostname="127.0.0.1", port=port, authenticator=authenticate,
+        auth_require_tls=False,
+    )  # fmt: skip
+    controller.start()
+    try:
+        cfg = policy_config(smtp_host="127.0.0.1", smtp_port=port, smtp_user="pager")
+        engine = make_engine(load_settings(flags=cfg, environ={}))
+        secrets = Secrets(None, None, None, SecretStr("smtp-secret"), None)
+        sender = OutboxSender(
+            engine.pool, engine.settings, Channels(engine.settings, secrets), clock
+        )
+        engine.ingest(hook(alert("a1")))
+        sender.send_due()
+    finally:
+        controller.stop()
+    assert logins == [(b"pager", b"smtp-secret")]
+    assert received == [["first@example.org"]]
