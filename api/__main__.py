@@ -34,6 +34,7 @@ OPTIONS: dict[str, str] = {
     "--db-timeout": "wait for a connection and per statement, then 503 (default 5s)",
     "--pool-size": "database connections for requests (default 4)",
     "--rollup-interval": "how often new events are folded into the KPI rollups (default 10s)",
+    "--max-fold-rows": "raw events one fold transaction takes at most (default 200000)",
     "--pm-period": "the senders' granularity period: silence is two of them (default 15m)",
     "--kpi-window": "trailing window of the KPI gauges (default 15m, at least 5m)",
     "--top-n": "busiest and worst-drop cells published (default 10)",

@@ -61,6 +61,7 @@ def build(
             rollup_retention_s=settings.rollup_retention,
             retention_batch_rows=settings.retention_batch_rows,
             statement_timeout_s=max(settings.db_timeout, 60.0),
+            max_fold_rows=settings.max_fold_rows,
         ),
         slo,
         metrics,

@@ -50,6 +50,9 @@ class ApiSettings(StrictModel):
     pool_size: Annotated[int, Field(ge=1, le=64)] = 4
     # The rollup job: how often new events are folded into pm_kpi_5m and the gauges refreshed.
     rollup_interval: Seconds = Field(10.0, ge=1, le=3600)
+    # Raw events one fold takes at most (a run folds up to 20 times): a backlog after a stall
+    # is caught up in bounded transactions instead of one that outlasts the statement timeout.
+    max_fold_rows: Annotated[int, Field(ge=1, le=10_000_000)] = 200_000
     # The senders' granularity period: silence is counted in periods (900 s like vendor files).
     pm_period: Seconds = Field(900.0, ge=1, le=DAY_S)
     # The KPI gauges average the 5-minute buckets of this trailing window.

@@ -25,12 +25,14 @@ from api.metrics import IngestMetrics, KpiCollector, PmKpis
 from ecm_common.clock import Clock
 from ecm_common.db import CONNECT_TIMEOUT_S, describe
 from ecm_common.slo_pm import PmSlo
-from ecm_common.snapshots import CONTINUOUS
+from ecm_common.snapshots import CONTINUOUS, snapshot_below
 
 log = logging.getLogger(__name__)
 
-# Retention deletes at most this many batches per run, so one run stays bounded.
+# Retention deletes at most this many batches per run, and a rollup run folds at most this
+# many bounded folds (each its own transaction), so one run stays bounded.
 MAX_RETENTION_BATCHES = 100
+MAX_FOLDS_PER_RUN = 20
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class RollupSettings:
     rollup_retention_s: float
     retention_batch_rows: int
     statement_timeout_s: float
+    max_fold_rows: int
 
 
 class Rollup:
@@ -87,7 +90,12 @@ class Rollup:
         start = time.perf_counter()
         try:
             conn = self._connection()
-            folded = self.fold(conn)
+            folded = 0
+            for _ in range(MAX_FOLDS_PER_RUN):
+                n, complete = self.fold(conn)
+                folded += n
+                if complete:
+                    break
             self.kpis.latest = self.read_kpis(conn)
         except psycopg.errors.SerializationFailure:
             self._rollback()
@@ -110,8 +118,9 @@ class Rollup:
         if self.conn is not None and not self.conn.closed:
             self.conn.rollback()
 
-    def fold(self, conn: psycopg.Connection) -> int:
-        """Fold the events committed since the stored snapshot; returns how many."""
+    def fold(self, conn: psycopg.Connection) -> tuple[int, bool]:
+        """Fold the events committed since the stored snapshot, about max_fold_rows at most;
+        returns how many, and whether that was all of them."""
         conn.isolation_level = IsolationLevel.REPEATABLE_READ
         conn.read_only = False
         with conn.transaction():
@@ -120,15 +129,27 @@ class Rollup:
             prev, current = str(row[0]), str(row[1])
             same = conn.execute(CONTINUOUS, {"prev": prev}).fetchone()
             folded = 0
+            upto = current
             if same and same[0]:
-                out = conn.execute(pm_sql.FOLD, {"prev": prev}).fetchone()
+                upto = self._bounded(conn, prev, current)
+                out = conn.execute(pm_sql.FOLD, {"prev": prev, "upto": upto}).fetchone()
                 folded = int(out[0]) if out else 0
             else:
                 # A restore into another cluster: its transaction ids start over. The rows
                 # restored with the rollups are in them already; fold from now on.
                 log.warning("the database's transaction ids went back; PM rollups restart here")
-            conn.execute(pm_sql.SAVE_STATE, {"snapshot": current, "rows": folded})
-        return folded
+            conn.execute(pm_sql.SAVE_STATE, {"snapshot": upto, "rows": folded})
+        return folded, upto == current
+
+    def _bounded(self, conn: psycopg.Connection, prev: str, current: str) -> str:
+        """current, or a snapshot below it that holds about max_fold_rows of the new rows."""
+        row = conn.execute(pm_sql.FOLD_BOUND, {"prev": prev, "n": self.cfg.max_fold_rows})
+        first, nth = row.fetchone() or (None, None)
+        if first is None or nth is None:
+            return current
+        # One transaction's rows are never split: past the first, stop at the n-th's.
+        bound = int(nth) if int(nth) > int(first) else int(first) + 1
+        return snapshot_below(current, bound)
 
     def read_kpis(self, conn: psycopg.Connection) -> PmKpis:
         """The KPI gauges from the rollups and the cells' last sighting (one read snapshot)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import LiteralString
 
-from ecm_common.snapshots import COMMITTED_SINCE
+from ecm_common.snapshots import COMMITTED_SINCE, VISIBLE_UPTO
 
 # One statement per batch: the arrays are the batch's columns, sent in binary (adapting them as
 # text costs twice the statement itself); a key already stored (an earlier
@@ -53,6 +53,8 @@ WITH new AS MATERIALIZED (
       FROM pm_events
      WHERE """
     + COMMITTED_SINCE
+    + "\n       AND "
+    + VISIBLE_UPTO
     + """
 ), cells AS (
     INSERT INTO pm_kpi_5m_cells AS k (bucket, entity_id, dl_prb_util_max,
@@ -104,6 +106,20 @@ WITH new AS MATERIALIZED (
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM new), (SELECT count(*) FROM cells)
+"""
+)
+
+# The first and the (n+1)-th writing transaction of the rows committed since %(prev)s: a fold
+# stops below the latter, so that one fold (one transaction, one statement timeout) stays
+# bounded after a long stall.
+FOLD_BOUND: LiteralString = (
+    """
+SELECT (SELECT txid::text FROM pm_events WHERE """
+    + COMMITTED_SINCE
+    + """ ORDER BY txid LIMIT 1),
+       (SELECT txid::text FROM pm_events WHERE """
+    + COMMITTED_SINCE
+    + """ ORDER BY txid OFFSET %(n)s LIMIT 1)
 """
 )
 

@@ -22,3 +22,22 @@ COMMITTED_SINCE: LiteralString = (
 CONTINUOUS: LiteralString = (
     "SELECT pg_snapshot_xmin(%(prev)s::pg_snapshot) <= pg_snapshot_xmin(pg_current_snapshot())"
 )
+
+# With COMMITTED_SINCE: only the rows a (possibly bounded, see snapshot_below) snapshot sees.
+VISIBLE_UPTO: LiteralString = "pg_visible_in_snapshot(txid, %(upto)s::pg_snapshot)"
+
+
+def snapshot_below(snapshot: str, bound: int) -> str:
+    """The snapshot that sees what `snapshot` sees among transactions below `bound`, and none
+    from `bound` on: a reader that stops there folds a bounded share of a backlog and takes
+    the rest, exactly once, from this snapshot on.
+
+    pg_snapshot text is "xmin:xmax:xip,..."; transactions in progress below the bound stay
+    invisible (in xip) and are read later, as with any snapshot.
+    """
+    xmin_text, xmax_text, xip_text = snapshot.split(":")
+    xmin, xmax = int(xmin_text), int(xmax_text)
+    top = min(xmax, bound)
+    low = min(xmin, top)
+    xip = [x for x in (int(v) for v in xip_text.split(",") if v) if x < top]
+    return f"{low}:{top}:{','.join(map(str, xip))}"

@@ -210,3 +210,33 @@ def test_fresh_database_from_init_db_serves_the_api_as_its_login(
         assert conn.execute("SELECT entity_id, samples FROM pm_kpi_5m").fetchall() == [
             ("CELL-FRESH", 1)
         ]
+
+
+def test_a_backlog_is_folded_in_bounded_transactions_exactly_once(
+    serve_api: Callable[..., Served],
+) -> None:
+    """Five posts of five events (five writing transactions), at most 7 rows per fold: one fold
+    takes the first post only (a transaction is never split), a run catches up, every row once."""
+    s = serve_api(max_fold_rows=7)
+    for k in range(5):
+        post(s, *[event(f"CELL-{k}", at=BUCKET + i, metrics=m(10 * k, 5, 1, 0)) for i in range(5)])
+    with psycopg.connect(s.api_url) as conn:
+        assert s.api.rollup.fold(conn) == (5, False)
+    assert [r[1:3] for r in kpi(s)] == [("CELL-0", 5)]
+    with psycopg.connect(s.db.url) as writer:
+        # Committed while the backlog is caught up: counted too, once.
+        writer.execute(
+            "INSERT INTO pm_events (event_id, event_time, source, entity_type, entity_id,"
+            " metrics, schema_version) VALUES (%s, %s, 'late', 'cell', 'CELL-9',"
+            " '{\"dl_prb_util_pct\": 90}', 1)",
+            (uuid.uuid4(), datetime.fromtimestamp(BUCKET, UTC)),
+        )
+    assert s.api.rollup.run()
+    assert [r[1:4] for r in kpi(s)] == [
+        ("CELL-0", 5, 0.0), ("CELL-1", 5, 10.0), ("CELL-2", 5, 20.0), ("CELL-3", 5, 30.0),
+        ("CELL-4", 5, 40.0), ("CELL-9", 1, 90.0),
+    ]  # fmt: skip
+    with psycopg.connect(s.db.url) as conn:
+        assert conn.execute("SELECT rows_folded FROM pm_rollup_state").fetchone() == (26,)
+    # The run's own folds (the first fold above was called directly).
+    assert gauges(s)[("ecm_pm_rollup_rows_total", frozenset())] == 21
