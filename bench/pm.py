@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import psycopg
 import requests
 from prometheus_client import CollectorRegistry
 
@@ -53,15 +54,18 @@ SELECT gen_random_uuid(), %(now)s - (g %% 288) * interval '5 minutes', 'bench', 
                           'drop_rate_pct', round((random() * 2)::numeric, 3)), 1
   FROM generate_series(%(lo)s::bigint, %(hi)s::bigint - 1) AS g"""
 FILL_CHUNK = 500_000
+# The COPY baseline is the median of this many loads into the emptied table.
+COPY_REPEATS = 3
 
 
 NOTE = (
     "8: RAN PM counters. The ECM API as users run it (`python -m api`, its own process) takes "
     "events in batches of 1,000 posted one after another over one keep-alive connection by the "
     "benchmark process (bodies encoded before timing), into an empty pm_events; then the very "
-    "same rows, pre-built as one COPY text stream, go into the emptied table with one COPY: "
-    "same table, same indexes. The 24-hour KPI series is the RAN PM dashboard's overall query "
-    "on the 5-minute rollups, timed at two raw-event counts (events spread over 24 hours, one "
+    "same rows, pre-built as one COPY text stream, go into the emptied table with one COPY "
+    "(median of 3): same table, same indexes. The 24-hour KPI series is the RAN PM "
+    "dashboard's overall query on the 5-minute rollups, timed at two raw-event counts (events "
+    "spread over 24 hours, one "
     "per cell per bucket, folded by the API's rollup job), beside the same KPI computed from "
     "raw pm_events; medians of the repeats on a warm cache."
 )
@@ -186,11 +190,18 @@ def ingest(url: str, plan: PmPlan) -> tuple[float, float, float, float]:
         if stored != (len(events),):
             raise RuntimeError(f"the API stored {stored} of {len(events)} events")
         conn.execute("TRUNCATE pm_events")
-        start = time.perf_counter()
-        with conn.cursor() as cur, cur.copy(f"COPY pm_events ({COLUMNS}) FROM STDIN") as copy:
-            copy.write(stream)
-        copy_s = time.perf_counter() - start
-        conn.execute("TRUNCATE pm_events")
+
+        def copy_once() -> None:
+            with conn.cursor() as cur, cur.copy(f"COPY pm_events ({COLUMNS}) FROM STDIN") as cp:
+                cp.write(stream)
+
+        copy_times = []
+        for _ in range(COPY_REPEATS):
+            start = time.perf_counter()
+            copy_once()
+            copy_times.append(time.perf_counter() - start)
+            conn.execute("TRUNCATE pm_events")
+        copy_s = float(np.median(copy_times))
     arr = np.array(times)
     return (
         len(events) / api_s,
@@ -214,8 +225,10 @@ def kpi_points(url: str, plan: PmPlan) -> tuple[KpiPoint, ...]:
                     hi = min(size, lo + FILL_CHUNK)
                     conn.execute(FILL, {"now": now, "lo": lo, "hi": hi})
                 filled = size
-                if not api.rollup.run():
-                    raise RuntimeError("the PM rollup failed; see the log")
+                # A run folds a bounded share (--max-fold-rows x 20): run until all are in.
+                while _folded(conn) < size:
+                    if not api.rollup.run():
+                        raise RuntimeError("the PM rollup failed; see the log")
                 conn.execute("VACUUM ANALYZE pm_events")
                 conn.execute("VACUUM ANALYZE pm_kpi_5m_total")
                 rollup_s = measure.median_time(
@@ -229,6 +242,11 @@ def kpi_points(url: str, plan: PmPlan) -> tuple[KpiPoint, ...]:
     finally:
         api.rollup.close()
     return tuple(points)
+
+
+def _folded(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT rows_folded FROM pm_rollup_state").fetchone()
+    return int(row[0]) if row else 0
 
 
 def run(url: str, plan: PmPlan) -> PmResult:
