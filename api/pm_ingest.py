@@ -67,7 +67,7 @@ class Ingest:
         self.metrics.store_duration.observe(time.perf_counter() - start)
         for i, eid in zip(rows.index, rows.event_id, strict=True):
             status: Status = "accepted" if eid in stored else "duplicate"
-            verdicts.append(Verdict(i, str(eid), status))
+            verdicts.append(Verdict(i, eid, status))
         verdicts.sort(key=lambda v: v.index)
         return self._answer(verdicts)
 

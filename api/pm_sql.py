@@ -18,14 +18,14 @@ from ecm_common.snapshots import COMMITTED_SINCE, VISIBLE_UPTO
 INSERT_EVENTS: LiteralString = """
 INSERT INTO pm_events
        (event_id, event_time, source, entity_type, entity_id, metrics, schema_version)
-SELECT e.event_id, e.event_time, e.source, e.entity_type, e.entity_id, e.metrics::jsonb,
+SELECT e.event_id::uuid, e.event_time, e.source, e.entity_type, e.entity_id, e.metrics::jsonb,
        e.schema_version
-  FROM unnest(%(event_id)b::uuid[], %(event_time)b::timestamptz[], %(source)b::text[],
+  FROM unnest(%(event_id)b::text[], %(event_time)b::timestamptz[], %(source)b::text[],
               %(entity_type)b::text[], %(entity_id)b::text[], %(metrics)b::text[],
               %(schema_version)b::smallint[])
        AS e(event_id, event_time, source, entity_type, entity_id, metrics, schema_version)
     ON CONFLICT (event_id) DO NOTHING
-RETURNING event_id
+RETURNING event_id::text
 """
 
 # The first statement of a fold's REPEATABLE READ transaction: it fixes the snapshot.

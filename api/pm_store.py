@@ -9,7 +9,6 @@ the batch was stored (one statement, one transaction).
 from __future__ import annotations
 
 import logging
-import uuid
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -50,7 +49,7 @@ class Store:
         """Close every connection."""
         await self.pool.close()
 
-    async def insert(self, rows: Rows) -> set[uuid.UUID]:
+    async def insert(self, rows: Rows) -> set[str]:
         """Store the rows whose event_id is new; returns those event ids."""
         if not rows:
             return set()
