@@ -52,9 +52,9 @@ def sender_settings(**kw: Any) -> SenderSettings:
 def make_campaign(conn: psycopg.Connection, clock: FakeClock) -> Callable[..., Campaign]:
     """Produce a campaign now (by the fake clock)."""
 
-    def make(count: int, **kw: Any) -> Campaign:
+    def make(count: int, now: float | None = None, **kw: Any) -> Campaign:
         s = ProduceSettings(count=count, seed=7, **kw)
-        return produce(conn, s, clock.time())
+        return produce(conn, s, clock.time() if now is None else now)
 
     return make
 
