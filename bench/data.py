@@ -59,10 +59,16 @@ def reset(conn: psycopg.Connection) -> None:
 
 
 def add_calls(
-    conn: psycopg.Connection, n: int, *, towers: int, end: datetime, span_s: float
+    conn: psycopg.Connection,
+    n: int,
+    *,
+    towers: int,
+    end: datetime,
+    span_s: float,
+    regions: int = 1,
 ) -> None:
     """Insert n skewed synthetic calls with timestamps in (end - span_s, end]."""
-    conn.execute(queries.UPSERT_TOWERS, {"towers": towers})
+    conn.execute(queries.UPSERT_TOWERS, {"towers": towers, "regions": regions})
     left = n
     while left > 0:
         chunk = min(left, CHUNK_ROWS)

@@ -30,7 +30,12 @@ class MemorySample:
 
 
 def simulate(
-    url: str, minutes: int, rows_per_minute: int, towers: int, windows: tuple[str, ...]
+    url: str,
+    minutes: int,
+    rows_per_minute: int,
+    towers: int,
+    windows: tuple[str, ...],
+    regions: int = 1,
 ) -> list[MemorySample]:
     """Feed rows minute by minute on an injected clock, refreshing 4 times a minute."""
     marks = {1, max(1, minutes // 2), minutes}
@@ -47,7 +52,7 @@ def simulate(
                     now = clock.advance(step_s)
                     end = datetime.fromtimestamp(now, UTC)
                     n = rows_per_minute // STEPS_PER_MINUTE
-                    data.add_calls(conn, n, towers=towers, end=end, span_s=step_s)
+                    data.add_calls(conn, n, towers=towers, end=end, span_s=step_s, regions=regions)
                     if not job.refresh():
                         raise RuntimeError("an exporter refresh failed")
                 if minute in marks:
@@ -57,10 +62,10 @@ def simulate(
     return out
 
 
-def run(url: str, plan: Plan, towers: int) -> list[MemorySample]:
+def run(url: str, plan: Plan, towers: int, regions: int = 1) -> list[MemorySample]:
     """Run the simulation in a fresh interpreter so its memory is the exporter's alone."""
     args = [sys.executable, "-m", "bench.memory", url, str(plan.memory_minutes)]
-    args += [str(plan.memory_rows_per_minute), str(towers), ",".join(plan.windows)]
+    args += [str(plan.memory_rows_per_minute), str(towers), ",".join(plan.windows), str(regions)]
     proc = subprocess.run(args, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"memory simulation failed: {proc.stderr.strip()[-400:]}")
@@ -69,8 +74,10 @@ def run(url: str, plan: Plan, towers: int) -> list[MemorySample]:
 
 def main(argv: list[str]) -> int:
     """Entry point of the child process."""
-    url, minutes, rows, towers, windows = argv
-    found = simulate(url, int(minutes), int(rows), int(towers), tuple(windows.split(",")))
+    url, minutes, rows, towers, windows, regions = argv
+    found = simulate(
+        url, int(minutes), int(rows), int(towers), tuple(windows.split(",")), int(regions)
+    )
     print(json.dumps([s.__dict__ for s in found]))
     return 0
 

@@ -29,9 +29,11 @@ FROM (SELECT random() AS u_time, random() AS u_caller, random() AS u_tower, rand
       FROM generate_series(1, %(n)s)) AS r
 """
 
+# Towers TOWER_1..N in regions REGION_1..R, contiguous blocks as the generator assigns them.
 UPSERT_TOWERS: Final = """
-INSERT INTO towers (tower_id)
-SELECT 'TOWER_' || i FROM generate_series(1, %(towers)s) AS i
+INSERT INTO towers (tower_id, region)
+SELECT 'TOWER_' || i, 'REGION_' || ((i - 1) * %(regions)s / %(towers)s + 1)
+FROM generate_series(1, %(towers)s) AS i
 ON CONFLICT (tower_id) DO NOTHING
 """
 
