@@ -99,7 +99,8 @@ class MonitorSettings(Common):
 class CancelSettings(Common):
     """Options of `cancel`."""
 
-    campaign: str = Field(min_length=1, max_length=MAX_NAME)
+    # Required (a positional argument); a default so each layer validates alone.
+    campaign: str = Field("", max_length=MAX_NAME)
 
 
 def seed_values(model: type[StrictModel], environ: Mapping[str, str]) -> dict[str, Any]:
