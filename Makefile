@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test fuzz bench bench-quick lint format rules dashboards clean
+.PHONY: demo test fuzz bench bench-quick lint format rules dashboards clean \
+	run-producer run-senders run-sender run-monitor
 
 # One venv for every target: the dev tools, and the embedded PostgreSQL that `make demo` falls
 # back to without server binaries (a test runs the local run on it).
@@ -44,6 +45,22 @@ rules: $(STAMP)
 dashboards: $(STAMP)
 	$(PY) -m stack.dashboards
 	$(PY) -m stack.dashboards_pm
+
+# The SMS broadcast, as the seed ran it (README "SMS broadcast"); ECM_DATABASE_URL names the
+# database. MESSAGE_COUNT, SENDER_MEAN_TIME, SENDER_FAILURE_RATE and MONITOR_INTERVAL are read
+# from the environment by ecm-broadcast itself.
+SENDER_COUNT ?= 1
+run-producer: $(STAMP)
+	$(PY) -m broadcast produce $(ARGS)
+
+run-senders: $(STAMP)
+	$(PY) -m broadcast sender --senders $(SENDER_COUNT) $(ARGS)
+
+run-sender: $(STAMP)
+	$(PY) -m broadcast sender $(if $(MEAN_TIME),--mean-time $(MEAN_TIME)) $(if $(FAIL_RATE),--failure-rate $(FAIL_RATE)) --metrics-port 0 $(ARGS)
+
+run-monitor: $(STAMP)
+	$(PY) -m broadcast monitor $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

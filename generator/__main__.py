@@ -12,6 +12,7 @@ from typing import Any
 from db.migrate import migrate
 from db.roles import (
     API_LOGIN,
+    BROADCAST_LOGIN,
     EXPORTER_LOGIN,
     GENERATOR_LOGIN,
     GRAFANA_LOGIN,
@@ -79,6 +80,7 @@ INIT_DB_LOGINS = (
     ("pager", PAGER_LOGIN),
     ("api", API_LOGIN),
     ("grafana", GRAFANA_LOGIN),
+    ("broadcast", BROADCAST_LOGIN),
 )
 
 
