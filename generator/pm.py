@@ -2,26 +2,30 @@
 ECM API in batches, continuously until --count events, --duration or a signal.
 
 The first period sent is the last one completed at start-up (data at once), then each period as
-it ends. Batches the API cannot take now (it is down) stay in a bounded backlog and are sent
-again later; at the end the run says what it could not deliver and exits non-zero.
+it ends. Batches the API cannot take now (it is down) wait in the spool (generator/pm_backlog.py,
+the calls generator's spool format) and go first when it answers again, also in the next run;
+at the end the run says what it could not deliver and exits non-zero.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
 
 from ecm_common.clock import Clock
+from generator.config import default_state_dir
+from generator.pm_backlog import Backlog
 from generator.pm_config import PmSettings
 from generator.pm_model import PmModel, make_cells
 from generator.pm_sender import Outcome, Sender
 from generator.scenario import load_scenario
+from generator.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,8 @@ class PmRun:
         self.clock = clock
         self.stop = stop
         scenario = load_scenario(s.scenario, n_towers=s.towers) if s.scenario else None
+        spool_dir = Path(s.pm_spool_dir) if s.pm_spool_dir else default_state_dir() / "pm-spool"
+        self.backlog = Backlog(Spool(spool_dir), s.batch_size, s.max_backlog)
         self.start = clock.time()
         self.model = PmModel(
             make_cells(s.n_cells, s.sectors), s.period, seed=s.seed, scenario=scenario,
@@ -91,8 +97,8 @@ class PmRun:
             clock=clock,
             stop=stop,
         )
-        self.backlog: collections.deque[dict[str, Any]] = collections.deque()
         self.counts = PmCounts()
+        self.spool_dir = spool_dir
 
     def run(self) -> PmCounts:
         """Generate and send until done; the counts say what happened."""
@@ -102,23 +108,29 @@ class PmRun:
             while not self.stop.is_set() and not self._enough() and next_end <= end_at:
                 self._produce(next_end)
                 next_end += self.s.period
-                delivered = self._drain()
-                wait = next_end - self.clock.time()
-                if not delivered:
-                    # The API is down: try again before the next period, not after it.
-                    wait = min(wait, self.s.retry_max_delay)
-                while wait > 0 and not self.stop.is_set():
-                    if self.clock.wait(wait, self.stop):
+                pending = not self._drain()
+                while not self.stop.is_set():
+                    wait = next_end - self.clock.time()
+                    if pending:
+                        # The API is down: try again before the next period, not after it.
+                        wait = min(wait, self.s.retry_max_delay)
+                    if wait <= 0 or self.clock.wait(wait, self.stop):
                         break
-                    if self.backlog and not self._drain():
-                        wait = min(next_end - self.clock.time(), self.s.retry_max_delay)
-                    else:
-                        wait = next_end - self.clock.time()
+                    if pending:
+                        pending = not self._drain()
             self._drain()
         finally:
             self.sender.close()
-        self.counts.undelivered = len(self.backlog)
+            self.backlog.spool_memory()
+        self.counts.undelivered = self.backlog.waiting()
+        self.counts.dropped = self.backlog.dropped + self.backlog.damaged
         self.counts.retries = self.sender.retries
+        if self.counts.undelivered:
+            log.warning(
+                "%d PM events wait in %s; the next run sends them first",
+                self.counts.undelivered,
+                self.spool_dir,
+            )
         return self.counts
 
     def _enough(self) -> bool:
@@ -130,31 +142,22 @@ class PmRun:
             events = events[: self.s.count - self.counts.generated]
         self.counts.generated += len(events)
         self.counts.periods += 1
-        self.backlog.extend(events)
-        over = len(self.backlog) - self.s.max_backlog
-        if over > 0:
-            for _ in range(over):
-                self.backlog.popleft()
-            self.counts.dropped += over
-            log.error("PM backlog full: dropped the %d oldest events", over)
+        self.backlog.add(events)
 
     def _drain(self) -> bool:
-        """Send the backlog in batches; False when the API could not take a batch now."""
-        while self.backlog:
-            n = min(self.s.batch_size, len(self.backlog))
-            batch = [self.backlog[i] for i in range(n)]
-            began = self.clock.monotonic()
-            got = self.sender.send(batch)
-            if got is None:
-                log.warning("the API is unavailable; %d PM events wait", len(self.backlog))
-                return False
-            for _ in range(n):
-                self.backlog.popleft()
-            self.counts.outcome.add(got)
-            if got.rejected:
-                log.warning("the API rejected %d PM events: %s", got.rejected, dict(got.reasons))
-            if self.s.rate is not None:
-                pause = n / self.s.rate - (self.clock.monotonic() - began)
-                if pause > 0 and self.clock.wait(pause, self.stop):
-                    return not self.backlog
-        return True
+        """Send what waits; False when the API could not take it now."""
+        delivered = self.backlog.send(self._send, self.counts.outcome.add)
+        if not delivered:
+            log.warning("the API is unavailable; PM events wait in the spool")
+        return delivered
+
+    def _send(self, batch: list[dict[str, Any]]) -> Outcome | None:
+        began = self.clock.monotonic()
+        got = self.sender.send(batch)
+        if got is not None and got.rejected:
+            log.warning("the API rejected %d PM events: %s", got.rejected, dict(got.reasons))
+        if got is not None and self.s.rate is not None:
+            pause = len(batch) / self.s.rate - (self.clock.monotonic() - began)
+            if pause > 0:
+                self.clock.wait(pause, self.stop)
+        return got

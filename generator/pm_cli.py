@@ -36,7 +36,8 @@ OPTIONS: dict[str, str] = {
     "--max-retries": "retries of a batch before it waits for the next try (default 5)",
     "--retry-base-delay": "first retry delay, doubled each retry (default 0.2s)",
     "--retry-max-delay": "longest retry delay (default 5s)",
-    "--max-backlog": "events kept while the API is down; older ones are dropped (200000)",
+    "--pm-spool-dir": "where batches wait while the API is down (default: the state dir)",
+    "--max-backlog": "events kept in memory when the spool fails; older are dropped (200000)",
     "--log-level": "DEBUG, INFO, WARNING or ERROR",
     "--log-format": "text or json",
 }

@@ -40,7 +40,9 @@ class PmSettings(StrictModel):
     max_retries: Annotated[int, Field(ge=0, le=100)] = 5
     retry_base_delay: Seconds = Field(0.2, gt=0, le=600)
     retry_max_delay: Seconds = Field(5.0, gt=0, le=600)
-    # Events waiting for the API (an outage) at most; past it the oldest are dropped and counted.
+    # Where batches wait while the API is down (default: $XDG_STATE_HOME/ecm-generator/pm-spool).
+    pm_spool_dir: Annotated[str | None, Field(min_length=1, max_length=4096)] = None
+    # Events held in memory when the spool cannot be written; past it the oldest are dropped.
     max_backlog: Annotated[int, Field(ge=1, le=10_000_000)] = 200_000
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "text"

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"ECS2"
 LEGACY_MAGIC = b"ECS1"
+# Opaque records (append_payload): the writer's own encoding of `rows` items, any size; the PM
+# generator spools its JSON event batches this way. The calls replay reads them as bad ranges.
+PAYLOAD_MAGIC = b"ECP1"
 _HEAD = struct.Struct("<4sIIII")  # magic, rows, towers, payload bytes, payload crc32
 _HEADER = struct.Struct("<4sIIIII")  # the same, then the crc32 of those 20 bytes
 SEGMENT_SUFFIX = ".spool"
@@ -58,6 +61,16 @@ class Record:
 
 
 @dataclass(frozen=True)
+class Payload:
+    """An intact opaque record of a segment: its byte range, item count and payload."""
+
+    start: int
+    end: int
+    rows: int
+    data: bytes
+
+
+@dataclass(frozen=True)
 class BadRange:
     """Bytes of a segment that are no intact record; rows is known when the header survived."""
 
@@ -73,6 +86,7 @@ class _Frame:
     rows: int
     towers: int
     payload: slice
+    opaque: bool = False
 
 
 def _fsync_dir(path: Path) -> None:
@@ -94,10 +108,16 @@ def encode_record(batch: CallBatch) -> bytes:
     return head + struct.pack("<I", zlib.crc32(head)) + payload
 
 
+def encode_payload(payload: bytes, rows: int) -> bytes:
+    """One opaque record: the checksummed header and the payload as given."""
+    head = _HEAD.pack(PAYLOAD_MAGIC, rows, 0, len(payload), zlib.crc32(payload))
+    return head + struct.pack("<I", zlib.crc32(head)) + payload
+
+
 def _header(buf: Any, pos: int) -> tuple[int, int, int, int, int] | None:
     """(header size, rows, towers, payload size, payload crc) of a plausible header at pos."""
     magic = bytes(buf[pos : pos + 4])
-    if magic == MAGIC and pos + _HEADER.size <= len(buf):
+    if magic in (MAGIC, PAYLOAD_MAGIC) and pos + _HEADER.size <= len(buf):
         _, rows, towers, size, crc, head_crc = _HEADER.unpack_from(buf, pos)
         if zlib.crc32(buf[pos : pos + _HEAD.size]) != head_crc:
             return None
@@ -107,7 +127,7 @@ def _header(buf: Any, pos: int) -> tuple[int, int, int, int, int] | None:
         hsize = _HEAD.size
     else:
         return None
-    if size != rows * RECORD_DTYPE.itemsize:
+    if magic != PAYLOAD_MAGIC and size != rows * RECORD_DTYPE.itemsize:
         return None
     return hsize, rows, towers, size, crc
 
@@ -121,7 +141,7 @@ def _frame(buf: Any, pos: int) -> _Frame | None:
     start, end = pos + hsize, pos + hsize + size
     if end > len(buf) or zlib.crc32(buf[start:end]) != crc:
         return None
-    return _Frame(end, rows, towers, slice(start, end))
+    return _Frame(end, rows, towers, slice(start, end), bytes(buf[pos : pos + 4]) == PAYLOAD_MAGIC)
 
 
 def _scan(buf: Any, start: int) -> Iterator[tuple[int, _Frame | BadRange]]:
@@ -135,7 +155,7 @@ def _scan(buf: Any, start: int) -> Iterator[tuple[int, _Frame | BadRange]]:
             continue
         nxt = pos + 1
         while True:
-            nxt = buf.find(b"ECS", nxt)
+            nxt = buf.find(b"EC", nxt)  # any magic: ECS1, ECS2, ECP1
             if nxt < 0:
                 nxt = n
                 break
@@ -190,7 +210,14 @@ class Spool:
 
     def append(self, batch: CallBatch) -> None:
         """Append one batch durably (written and fsync'd before returning); SpoolError if not."""
-        data = memoryview(encode_record(batch))
+        self._append(encode_record(batch))
+
+    def append_payload(self, payload: bytes, rows: int) -> None:
+        """Append one opaque record of `rows` items durably; SpoolError if not."""
+        self._append(encode_payload(payload, rows))
+
+    def _append(self, record: bytes) -> None:
+        data = memoryview(record)
         try:
             if self._fd is None or os.fstat(self._fd).st_size >= SEGMENT_MAX_BYTES:
                 self._open_new()
@@ -237,8 +264,25 @@ class Spool:
                     if isinstance(item, BadRange):
                         yield item
                         continue
+                    if item.opaque:  # not calls: nothing the calls replay can store
+                        yield BadRange(pos, item.end, item.rows, False)
+                        continue
                     rec = np.frombuffer(bytes(buf[item.payload]), dtype=RECORD_DTYPE)
                     yield Record(pos, item.end, CallBatch.from_records(rec, item.towers))
+
+    def read_payloads(self, segment: Path, start: int = 0) -> Iterator[Payload | BadRange]:
+        """The opaque records of a segment from byte start, in order, and the bad ranges."""
+        with open(segment, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size <= start:
+                return
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                for pos, item in _scan(buf, start):
+                    if isinstance(item, BadRange):
+                        yield item
+                    elif not item.opaque:
+                        yield BadRange(pos, item.end, item.rows, False)
+                    else:
+                        yield Payload(pos, item.end, item.rows, bytes(buf[item.payload]))
 
     def rows_waiting(self, done: Mapping[Path, int] | None = None) -> int:
         """Calls in intact records of every segment, past the byte offsets in ``done``."""

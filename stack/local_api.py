@@ -52,7 +52,7 @@ def children(
     pm = Child(
         "pm-generator",
         [python, "-m", "generator", "pm", "--api-url", url, "--towers", str(cfg.towers),
-         "--period", period, *scenario, *common],
+         "--period", period, "--pm-spool-dir", str(state / "pm-spool"), *scenario, *common],
         state / "pm-generator.log",
         env={TOKEN_ENV: "", TOKEN_ENV + "_FILE": str(token_file)},
     )  # fmt: skip

@@ -112,8 +112,9 @@ def stored(url: str) -> list[tuple[str, str]]:
     return [(str(a), str(b)) for a, b in rows]
 
 
-def settings(api_url: str, **kw: Any) -> PmSettings:
+def settings(api_url: str, spool: Path, **kw: Any) -> PmSettings:
     base: dict[str, Any] = {
+        "pm_spool_dir": str(spool),
         "api_url": api_url, "towers": 2, "sectors": 3, "period": "60s", "count": 18,
         "retry_base_delay": "1s", "retry_max_delay": "2s", "max_retries": 2,
     }  # fmt: skip
@@ -123,17 +124,18 @@ def settings(api_url: str, **kw: Any) -> PmSettings:
 @pytest.mark.integration
 def test_generator_to_api_to_database_and_a_resend_is_all_duplicates(
     serve_api: Callable[..., Served],  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     served = serve_api()
     url = str(served.client.base_url)
-    first = PmRun(settings(url), FakeClock(NOW), threading.Event(), None).run()
+    first = PmRun(settings(url, tmp_path), FakeClock(NOW), threading.Event(), None).run()
     assert (first.generated, first.periods, first.outcome.accepted) == (18, 3, 18)
     assert first.exit_status() == 0
     rows = stored(served.db.url)
     assert len(rows) == 18
     assert len({cell for cell, _ in rows}) == 6
     assert len({t for _, t in rows}) == 3
-    again = PmRun(settings(url), FakeClock(NOW), threading.Event(), None).run()
+    again = PmRun(settings(url, tmp_path), FakeClock(NOW), threading.Event(), None).run()
     assert (again.outcome.accepted, again.outcome.duplicate) == (0, 18)
     assert len(stored(served.db.url)) == 18
     served.api.rollup.run()
@@ -178,7 +180,7 @@ def late_api(serve_api: Callable[..., Served]) -> Iterator[tuple[str, Callable[[
 
 @pytest.mark.integration
 def test_api_down_then_back_every_event_arrives_once(
-    late_api: tuple[str, Callable[[], Served]],
+    late_api: tuple[str, Callable[[], Served]], tmp_path: Path
 ) -> None:
     url, start = late_api
     holder: list[Served] = []
@@ -187,16 +189,16 @@ def test_api_down_then_back_every_event_arrives_once(
         if n == 4 and not holder:
             holder.append(start())
 
-    counts = PmRun(settings(url), HookClock(NOW, hook), threading.Event(), None).run()
+    counts = PmRun(settings(url, tmp_path), HookClock(NOW, hook), threading.Event(), None).run()
     assert counts.retries > 0
     assert (counts.outcome.accepted, counts.undelivered, counts.exit_status()) == (18, 0, 0)
     assert len(stored(holder[0].db.url)) == 18
 
 
 @pytest.mark.integration
-def test_api_that_stays_down_is_reported_and_exits_4() -> None:
+def test_api_that_stays_down_is_reported_and_exits_4(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    counts = PmRun(settings(url, count=6), FakeClock(NOW), threading.Event(), None).run()
+    counts = PmRun(settings(url, tmp_path, count=6), FakeClock(NOW), threading.Event(), None).run()
     assert (counts.generated, counts.outcome.accepted, counts.undelivered) == (6, 0, 6)
     assert counts.exit_status() == EXIT_UNDELIVERED
     assert "6 not delivered" in counts.summary()
@@ -208,3 +210,28 @@ def test_bad_options_are_refused() -> None:
     with pytest.raises(ValueError):
         PmSettings.model_validate({"api_url": "ftp://x"})
     assert uuid.UUID(str(event_id("c", 1, 1)))
+
+
+@pytest.mark.integration
+def test_spooled_events_go_first_in_the_next_run_and_damage_is_counted(
+    late_api: tuple[str, Callable[[], Served]], tmp_path: Path
+) -> None:
+    url, start = late_api
+    down = PmRun(settings(url, tmp_path, count=12), FakeClock(NOW - 900), threading.Event(), None)
+    first = down.run()
+    assert (first.undelivered, first.exit_status()) == (12, EXIT_UNDELIVERED)
+    # Two records of 6 (a batch per period); damage the second one's payload.
+    segments = sorted(tmp_path.glob("*.spool"))
+    assert len(segments) == 1
+    data = bytearray(segments[0].read_bytes())
+    data[-10] ^= 0xFF
+    segments[0].write_bytes(bytes(data))
+    served = start()
+    again = PmRun(settings(url, tmp_path, count=6), FakeClock(NOW - 300), threading.Event(), None)
+    counts = again.run()
+    # The intact spooled period, then this run's own; the damaged one counted and kept aside.
+    assert (counts.outcome.accepted, counts.dropped, counts.undelivered) == (12, 6, 0)
+    assert counts.exit_status() == 5
+    assert len(stored(served.db.url)) == 12
+    assert not list(tmp_path.glob("*.spool"))
+    assert list((tmp_path / "quarantine").iterdir())

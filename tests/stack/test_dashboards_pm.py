@@ -114,6 +114,7 @@ def grafana_sql(raw: str, start: datetime, end: datetime, cells: list[str]) -> s
 def test_every_panel_query_runs_as_grafana_and_the_series_grows(
     serve_api: Callable[..., Served],  # noqa: F811
     pg_server: PgServer,
+    tmp_path: Path,
 ) -> None:
     served = serve_api()
     ensure_login(pg_server.url("postgres"), GRAFANA_LOGIN, None, LOGINS[GRAFANA_LOGIN])
@@ -123,7 +124,14 @@ def test_every_panel_query_runs_as_grafana_and_the_series_grows(
 
     def generate(periods: int) -> None:
         s = PmSettings.model_validate(
-            {"api_url": url, "towers": 4, "sectors": 3, "period": "5m", "count": 12 * periods}
+            {
+                "api_url": url,
+                "towers": 4,
+                "sectors": 3,
+                "period": "5m",
+                "count": 12 * periods,
+                "pm_spool_dir": str(tmp_path),
+            }
         )
         assert PmRun(s, clock, threading.Event(), None).run().exit_status() == 0
         assert served.api.rollup.run()
