@@ -197,7 +197,7 @@ def _too_many(n: int, limit: int) -> BodyError:
 def _why(exc: Exception) -> str:
     if isinstance(exc, RecursionError):
         return "nested too deeply"
-    # json's messages name a position, never the content.
+    # orjson's messages name a position, never the content.
     return str(exc).split("\n", 1)[0][:120]
 
 
