@@ -49,6 +49,12 @@ EXPECTED_ALERTS = {
     "EcmPagerDown",
     "EcmPagerOutboxBacklog",
     "EcmPagerNotificationsFailing",
+    # The SMS broadcast (issue 14).
+    "EcmBroadcastDeliveredRatioLow",
+    "EcmBroadcastBacklogSlow",
+    "EcmBroadcastSenderStalled",
+    "EcmBroadcastCampaignStuck",
+    "EcmBroadcastSenderDown",
 }
 
 
