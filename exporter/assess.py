@@ -94,10 +94,11 @@ def worst_towers(result: WindowResult, th: Thresholds) -> list[TowerResult]:
     last = (ratio[cut[-1]], failed[keep][cut[-1]])
     tied = (ratio == last[0]) & (failed[keep] == last[1])
     chosen = np.union1d(cut, np.flatnonzero(tied))
-    names = result.tower_names
+    names, regions = result.tower_names, result.tower_regions
     cands = [
         TowerResult(names[active[keep[i]]], int(calls[keep[i]]), int(failed[keep[i]]),
-                    float(ratio[i]), float(result.active_p95_ms[keep[i]]))
+                    float(ratio[i]), float(result.active_p95_ms[keep[i]]),
+                    regions[active[keep[i]]] if regions else "")
         for i in chosen.tolist()
     ]  # fmt: skip
     cands.sort(key=lambda t: (-t.failure_ratio, -t.failed, t.tower))

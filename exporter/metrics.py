@@ -112,17 +112,19 @@ REGION_REASON_FAILED = Def(
 )
 _PUBLISHED = "published towers only (towers with detail, the top_n worst and the failing towers), "
 TOWER_CALLS = Def(
-    "ecm_tower_window_calls", "Calls per tower, " + _PUBLISHED + _W + ".", ("window", "tower")
+    "ecm_tower_window_calls",
+    "Calls per tower, " + _PUBLISHED + _W + ".",
+    ("window", "region", "tower"),
 )
 TOWER_FAILED = Def(
     "ecm_tower_window_failed_calls",
     "Failed calls per tower, " + _PUBLISHED + _W + ".",
-    ("window", "tower"),
+    ("window", "region", "tower"),
 )
 TOWER_RATIO = Def(
     "ecm_tower_window_failure_ratio",
     "Failed calls / calls per tower (0..1), " + _PUBLISHED + "with calls, " + _W + ".",
-    ("window", "tower"),
+    ("window", "region", "tower"),
 )
 TOWER_P95 = Def(
     "ecm_tower_window_latency_p95_seconds",
@@ -131,13 +133,13 @@ TOWER_P95 = Def(
     + "with calls, "
     + _W
     + ".",
-    ("window", "tower"),
+    ("window", "region", "tower"),
 )
 WORST = Def(
     "ecm_worst_tower_failure_ratio",
     "Failure ratio (0..1) of the worst towers by failure ratio (rank 1 is worst; only towers with "
     "at least min_tower_calls calls and a failure) " + _W + ".",
-    ("window", "tower", "rank"),
+    ("window", "region", "tower", "rank"),
 )
 TH_RATIO = Def(
     "ecm_threshold_failure_ratio", "Failure ratio (0..1) above which a window is WARN/ALERT.",

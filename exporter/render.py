@@ -71,6 +71,7 @@ from exporter.metrics import (
     QueryStats,
     WindowView,
 )
+from exporter.rollup import WindowResult
 
 log = logging.getLogger(__name__)
 
@@ -223,15 +224,11 @@ class Renderer:
         self._cache[key] = (list(rows), prefixes)
         return prefixes
 
-    def _tower_prefixes(self, name: str, labels: dict[str, str], towers: list[str]) -> list[str]:
-        """Line prefixes of a per-tower series for every tower given."""
-        key = (name, *[f"{k}={v}" for k, v in sorted(labels.items())])
-
-        def build() -> list[str]:
-            head, tail = _split(name, labels, "tower")
-            return [head + escape_value(t) + tail for t in towers]
-
-        return self._cached(key, towers, build)
+    def _tower_prefixes(self, name: str, w: dict[str, str], r: WindowResult) -> list[str]:
+        """Line prefixes of a per-tower series for every published tower of a window."""
+        rows = list(zip(r.tower_regions, r.tower_names, strict=True))
+        key = (name, *[f"{k}={v}" for k, v in sorted(w.items())])
+        return self._cached(key, rows, lambda: _rows_prefixes(name, w, ("region", "tower"), rows))
 
     def render(self, p: Published) -> bytes:
         """The whole exposition of a snapshot, as generate_latest would write it."""
@@ -307,16 +304,15 @@ class Renderer:
                         sample(REASON_RATIO.name, {**w, "reason": reason}, n / r.calls)
                     )
             self._regions(body, view, w)
-            towers = r.tower_names
             for d, arr in ((TOWER_CALLS, r.tower_calls_n), (TOWER_FAILED, r.tower_failed_n)):
-                body[d.name].append(_lines(self._tower_prefixes(d.name, w, towers), arr))
+                body[d.name].append(_lines(self._tower_prefixes(d.name, w, r), arr))
             if len(r.active):
-                ratio = self._tower_prefixes(TOWER_RATIO.name, w, towers)
-                p95 = self._tower_prefixes(TOWER_P95.name, w, towers)
+                ratio = self._tower_prefixes(TOWER_RATIO.name, w, r)
+                p95 = self._tower_prefixes(TOWER_P95.name, w, r)
                 body[TOWER_RATIO.name].append(_lines(_pick(ratio, r.active), r.active_ratio))
                 body[TOWER_P95.name].append(_lines(_pick(p95, r.active), r.active_p95_ms / 1000.0))
             for rank, t in enumerate(view.worst, start=1):
-                labels = {**w, "tower": t.tower, "rank": str(rank)}
+                labels = {**w, "region": t.region, "tower": t.tower, "rank": str(rank)}
                 body[WORST.name].append(sample(WORST.name, labels, t.failure_ratio))
         return ["".join(lines) for lines in body.values()]
 

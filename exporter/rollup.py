@@ -372,6 +372,7 @@ class TowerResult:
     failed: int
     failure_ratio: float
     p95_ms: float
+    region: str = ""
 
 
 @dataclass
@@ -396,6 +397,7 @@ class WindowResult:
     p95_ms: float  # NaN when no calls
     reason_failed: dict[str, int]
     tower_names: list[str] = field(default_factory=list)  # published towers, catalog order
+    tower_regions: list[str] = field(default_factory=list)  # their regions
     tower_calls_n: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     tower_failed_n: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     active: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))  # those with calls
@@ -422,7 +424,7 @@ class WindowResult:
     def towers(self) -> list[TowerResult]:
         """Published towers with calls in the window, catalog order."""
         return [
-            TowerResult(self.tower_names[t], c, f, r, p)
+            TowerResult(self.tower_names[t], c, f, r, p, self.tower_regions[t])
             for t, c, f, r, p in zip(
                 self.active.tolist(),
                 self.tower_calls_n[self.active].tolist(),
@@ -592,6 +594,7 @@ class Rollup:
             p95_ms=quantile_from_counts(r_hist.sum(axis=0)),
             reason_failed={r: int(reason_failed[i]) for i, r in enumerate(c.reasons)},
             tower_names=[c.towers[t] for t in publish.tolist()],
+            tower_regions=[c.regions[g] for g in c.region_of[publish].tolist()],
             tower_calls_n=calls,
             tower_failed_n=ws.failed[publish],
             active=active,

@@ -84,8 +84,8 @@ def total(text: str, name: str, **labels: str) -> float:
     return sum(v for (n, lab), v in samples(text).items() if n == name and want <= set(lab))
 
 
-def counter(text: str, name: str, **labels: str) -> float | None:
-    """A counter sample whose labels other than region are exactly these, or None when absent."""
+def by_tower(text: str, name: str, **labels: str) -> float | None:
+    """The sample whose labels other than region are exactly these, or None when absent."""
     want = set(labels.items())
     found = [
         v

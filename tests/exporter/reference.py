@@ -157,14 +157,15 @@ class EcmCollector(Collector):
                     fams[REGION_REASON_FAILED.name].add_metric(
                         [*w, region, reason], int(g.reason_failed[i, j])
                     )
+            regions = dict(zip(r.tower_names, r.tower_regions, strict=True))
             for tower, (calls, failed) in r.tower_calls.items():
-                fams[TOWER_CALLS.name].add_metric([*w, tower], calls)
-                fams[TOWER_FAILED.name].add_metric([*w, tower], failed)
+                fams[TOWER_CALLS.name].add_metric([*w, regions[tower], tower], calls)
+                fams[TOWER_FAILED.name].add_metric([*w, regions[tower], tower], failed)
             for t in r.towers:
-                fams[TOWER_RATIO.name].add_metric([*w, t.tower], t.failure_ratio)
-                fams[TOWER_P95.name].add_metric([*w, t.tower], t.p95_ms / 1000.0)
+                fams[TOWER_RATIO.name].add_metric([*w, t.region, t.tower], t.failure_ratio)
+                fams[TOWER_P95.name].add_metric([*w, t.region, t.tower], t.p95_ms / 1000.0)
             for rank, t in enumerate(view.worst, start=1):
-                fams[WORST.name].add_metric([*w, t.tower, str(rank)], t.failure_ratio)
+                fams[WORST.name].add_metric([*w, t.region, t.tower, str(rank)], t.failure_ratio)
         yield from fams.values()
 
     def _self_metrics(self, p: Published) -> Iterator[Metric]:

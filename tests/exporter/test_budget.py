@@ -14,7 +14,7 @@ from exporter.metrics import Published
 from exporter.refresh import RefreshJob, view
 from exporter.render import Renderer
 from exporter.rollup import Catalog, Rollup, Rows
-from tests.exporter.helpers import Call, counter, samples, total, value, write_calls
+from tests.exporter.helpers import Call, by_tower, samples, total, value, write_calls
 from tests.exporter.test_render import promtool_check
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.postgres import EcmDb
@@ -80,14 +80,14 @@ def test_large_network_publishes_regions_and_only_towers_to_act_on(
     rebuilt.close()
 
     # Counters: the listed tower on its own, every other tower summed in its region.
-    assert counter(text, "ecm_calls_total", tower="TOWER_7") == 30
+    assert by_tower(text, "ecm_calls_total", tower="TOWER_7") == 30
     assert value(text, "ecm_calls_total", region="SOUTH", tower="TOWER_7") == 30
     assert value(text, "ecm_calls_total", region="NORTH", tower="") == 180
     assert value(text, "ecm_calls_total", region="SOUTH", tower="") == 120
     assert value(text, "ecm_calls_total", region="unknown", tower="") == 30  # TOWER_12
     assert total(text, "ecm_calls_total") == 12 * 30
     assert value(text, "ecm_calls_failed_total", region="NORTH", tower="", reason="PSAP_BUSY") == 16
-    assert counter(text, "ecm_calls_total", tower="TOWER_5") is None
+    assert by_tower(text, "ecm_calls_total", tower="TOWER_5") is None
 
     # Region gauges: every region, every window.
     for w in WINDOWS:
@@ -114,8 +114,8 @@ def test_large_network_publishes_regions_and_only_towers_to_act_on(
         if n == "ecm_tower_window_calls" and dict(lab)["window"] == "5m"
     }
     assert towers == {"TOWER_5", "TOWER_7"}
-    assert value(text, "ecm_tower_window_failure_ratio", window="5m", tower="TOWER_5") == 0.5
-    assert value(text, "ecm_worst_tower_failure_ratio", window="5m", tower="TOWER_5", rank="1")
+    assert by_tower(text, "ecm_tower_window_failure_ratio", window="5m", tower="TOWER_5") == 0.5
+    assert by_tower(text, "ecm_worst_tower_failure_ratio", window="5m", tower="TOWER_5", rank="1")
 
     # The self-metrics count what was published, within the budget.
     published = len(samples(text))
@@ -136,7 +136,7 @@ def test_small_network_keeps_every_tower(test_db: EcmDb, job: RefreshJob, clock:
     text = job.exposition().decode()
     assert value(text, "ecm_calls_total", region="NORTH", tower="TOWER_1") == 1
     assert value(text, "ecm_calls_total", region="SOUTH", tower="TOWER_2") == 0
-    assert value(text, "ecm_tower_window_calls", window="1h", tower="TOWER_2") == 0
+    assert by_tower(text, "ecm_tower_window_calls", window="1h", tower="TOWER_2") == 0
     assert not [k for k in samples(text) if k[0] == "ecm_calls_total" and ("tower", "") in k[1]]
 
 

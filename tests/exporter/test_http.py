@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.refresh import RefreshJob
 from exporter.server import MetricsServer, make_app
-from tests.exporter.helpers import Call, add_towers, counter, value, write_calls
+from tests.exporter.helpers import Call, add_towers, by_tower, value, write_calls
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.postgres import EcmDb
 from tests.fixtures.tools import require_binary
@@ -57,9 +57,9 @@ def test_metrics_parse_and_pass_promtool(
     names = {fam.name for fam in text_string_to_metric_families(body)}
     assert {"ecm_calls", "ecm_calls_failed", "ecm_call_latency_seconds", "ecm_window_calls",
             "ecm_database_up", "ecm_exporter_query_failures"} <= names  # fmt: skip
-    assert counter(body, "ecm_calls_total", tower="TOWER_1") == 50
-    assert counter(body, "ecm_calls_total", tower="TOWER_2") == 0
-    assert counter(body, "ecm_calls_failed_total", tower="TOWER_1", reason="PSAP_BUSY") == 10
+    assert by_tower(body, "ecm_calls_total", tower="TOWER_1") == 50
+    assert by_tower(body, "ecm_calls_total", tower="TOWER_2") == 0
+    assert by_tower(body, "ecm_calls_failed_total", tower="TOWER_1", reason="PSAP_BUSY") == 10
     assert value(body, "ecm_window_calls", window="5m") == 50
     assert value(body, "ecm_database_up") == 1
     assert value(body, "ecm_exporter_refresh_interval_seconds") == 15

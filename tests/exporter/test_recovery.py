@@ -13,7 +13,7 @@ from exporter.assess import Thresholds
 from exporter.config import parse_window
 from exporter.refresh import RefreshJob
 from stack.pgcluster import ClusterError, LocalCluster, free_port
-from tests.exporter.helpers import Call, counter, total, value, write_calls
+from tests.exporter.helpers import Call, by_tower, total, value, write_calls
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.tools import in_ci
 
@@ -98,7 +98,7 @@ def test_down_at_start_then_restart_mid_run(
         text = job.exposition().decode()
         assert value(text, "ecm_database_up") == 1
         assert total(text, "ecm_calls_total") == 50  # nothing missed across the outage
-        assert counter(text, "ecm_calls_total", tower="TOWER_3") == 30
+        assert by_tower(text, "ecm_calls_total", tower="TOWER_3") == 30
         assert value(text, "ecm_window_calls", window="1h") == 150
         assert value(text, "ecm_window_failed_calls", window="5m") == 20
         assert value(text, "ecm_exporter_rebuilds_total", reason="recovery") == 1

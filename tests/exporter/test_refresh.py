@@ -13,7 +13,7 @@ from exporter.refresh import RefreshJob
 from tests.exporter.helpers import (
     Call,
     add_towers,
-    counter,
+    by_tower,
     percentile_cont,
     total,
     value,
@@ -80,29 +80,29 @@ def check_window(text: str, calls: list[Call], now: float, label: str) -> None:
         assert got == reasons[reason]
         ratio = value(text, "ecm_window_reason_ratio", window=label, reason=reason)
         assert ratio == pytest.approx(reasons[reason] / len(rows))
-    by_tower: dict[str, list[Call]] = defaultdict(list)
+    per_tower: dict[str, list[Call]] = defaultdict(list)
     for c in rows:
-        by_tower[c.tower].append(c)
+        per_tower[c.tower].append(c)
     for tower in TOWERS:
-        tc = by_tower[tower]
+        tc = per_tower[tower]
         nf = sum(1 for c in tc if c.reason)
-        assert value(text, "ecm_tower_window_calls", window=label, tower=tower) == len(tc)
-        assert value(text, "ecm_tower_window_failed_calls", window=label, tower=tower) == nf
+        assert by_tower(text, "ecm_tower_window_calls", window=label, tower=tower) == len(tc)
+        assert by_tower(text, "ecm_tower_window_failed_calls", window=label, tower=tower) == nf
         if tc:
-            r = value(text, "ecm_tower_window_failure_ratio", window=label, tower=tower)
+            r = by_tower(text, "ecm_tower_window_failure_ratio", window=label, tower=tower)
             assert r == pytest.approx(nf / len(tc))
-            p95 = value(text, "ecm_tower_window_latency_p95_seconds", window=label, tower=tower)
+            p95 = by_tower(text, "ecm_tower_window_latency_p95_seconds", window=label, tower=tower)
             assert p95 == pytest.approx(
                 percentile_cont([c.latency_ms for c in tc]) / 1000, rel=0.01
             )
     # Worst towers: failure ratio, only towers with >= 20 calls and a failure, at most 5.
     ranked = sorted(
-        ((sum(1 for c in tc if c.reason) / len(tc), t) for t, tc in by_tower.items()
+        ((sum(1 for c in tc if c.reason) / len(tc), t) for t, tc in per_tower.items()
          if len(tc) >= 20 and any(c.reason for c in tc)),
         key=lambda x: -x[0],
     )[:5]  # fmt: skip
     for rank, (ratio, tower) in enumerate(ranked, start=1):
-        got = value(
+        got = by_tower(
             text, "ecm_worst_tower_failure_ratio", window=label, tower=tower, rank=str(rank)
         )
         assert got == pytest.approx(ratio)
@@ -128,9 +128,9 @@ def test_rebuild_and_incremental_match_independent_values(
     # Rows read by the rebuild are not counted: counters start at zero for every tower x reason.
     assert total(text, "ecm_calls_total") == 0
     for tower in TOWERS:
-        assert counter(text, "ecm_calls_total", tower=tower) == 0
+        assert by_tower(text, "ecm_calls_total", tower=tower) == 0
         for reason in REASONS:
-            assert counter(text, "ecm_calls_failed_total", tower=tower, reason=reason) == 0
+            assert by_tower(text, "ecm_calls_failed_total", tower=tower, reason=reason) == 0
 
     clock.advance(150)  # 2.5 minutes: windows slide, minutes leave the 5m window
     new = make_calls(rng, clock.now, 1500, 300)  # recent, including late rows for older minutes
@@ -149,14 +149,14 @@ def test_rebuild_and_incremental_match_independent_values(
     assert total(text, "ecm_calls_total") == len(fresh)
     for tower in TOWERS:
         tc = [c for c in fresh if c.tower == tower]
-        assert counter(text, "ecm_calls_total", tower=tower) == len(tc)
+        assert by_tower(text, "ecm_calls_total", tower=tower) == len(tc)
         for reason in REASONS:
             n = sum(1 for c in tc if c.reason == reason)
-            assert counter(text, "ecm_calls_failed_total", tower=tower, reason=reason) == n
-        assert counter(text, "ecm_call_latency_seconds_count", tower=tower) == len(tc)
+            assert by_tower(text, "ecm_calls_failed_total", tower=tower, reason=reason) == n
+        assert by_tower(text, "ecm_call_latency_seconds_count", tower=tower) == len(tc)
         under_2s = sum(1 for c in tc if c.latency_ms <= 2000)
-        assert counter(text, "ecm_call_latency_seconds_bucket", tower=tower, le="2.0") == under_2s
-        assert counter(text, "ecm_call_latency_seconds_sum", tower=tower) == pytest.approx(
+        assert by_tower(text, "ecm_call_latency_seconds_bucket", tower=tower, le="2.0") == under_2s
+        assert by_tower(text, "ecm_call_latency_seconds_sum", tower=tower) == pytest.approx(
             sum(c.latency_ms for c in tc) / 1000
         )
 
@@ -180,6 +180,6 @@ def test_windows_withdrawn_when_no_refresh_finishes(
     clock.advance(2)  # a refresh is stuck (hung database): the old values are no longer fresh
     text = job.exposition().decode()
     assert "ecm_window_calls{" not in text and "ecm_tower_window_calls{" not in text
-    assert counter(text, "ecm_calls_total", tower="TOWER_1") == 0
+    assert by_tower(text, "ecm_calls_total", tower="TOWER_1") == 0
     assert job.refresh()
     assert value(job.exposition().decode(), "ecm_window_calls", window="5m") == 3

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.exporter.helpers import Call, counter, value, write_calls
+from tests.exporter.helpers import Call, by_tower, value, write_calls
 from tests.fixtures.postgres import EcmDb
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -62,7 +62,7 @@ def test_serves_refreshes_and_stops_cleanly(test_db: EcmDb, sig: signal.Signals)
         wait_for_line(proc, r"refresh: 0 new calls")  # the 3-call refresh has been rendered
         text = scrape(port)
         list(text_string_to_metric_families(text))
-        assert counter(text, "ecm_calls_failed_total", tower="TOWER_2", reason="PSAP_BUSY") == 3
+        assert by_tower(text, "ecm_calls_failed_total", tower="TOWER_2", reason="PSAP_BUSY") == 3
         assert value(text, "ecm_window_calls", window="5m") == 28
         assert value(text, "ecm_database_up") == 1
         proc.send_signal(sig)

@@ -10,7 +10,7 @@ import pytest
 from exporter.assess import Thresholds
 from exporter.config import parse_window
 from exporter.refresh import RefreshJob, compute_once
-from tests.exporter.helpers import Call, counter, samples, value, write_calls
+from tests.exporter.helpers import Call, by_tower, samples, value, write_calls
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.postgres import EcmDb
 
@@ -87,7 +87,7 @@ def test_skewed_rows_never_pin_the_windows_and_once_agrees(
     # Rows read after start-up that no window holds are counted once, by reason.
     assert value(text, "ecm_exporter_rows_skipped_total", reason="future") == 2
     assert value(text, "ecm_exporter_rows_skipped_total", reason="past") == 1
-    assert counter(text, "ecm_calls_total", tower="TOWER_3") == 13 + 2  # counters count them all
+    assert by_tower(text, "ecm_calls_total", tower="TOWER_3") == 13 + 2  # counters count them all
     assert_same_as_once(job, test_db.reader_url, clock)
 
     clock.advance(15)

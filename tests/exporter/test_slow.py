@@ -16,7 +16,7 @@ from ecm_common.errors import DatabaseUnavailable
 from exporter.assess import Thresholds
 from exporter.config import parse_window
 from exporter.refresh import RefreshJob, compute_once
-from tests.exporter.helpers import Call, counter, value, write_calls
+from tests.exporter.helpers import Call, by_tower, value, write_calls
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.postgres import EcmDb
 
@@ -67,7 +67,7 @@ def test_hung_refresh_is_unhealthy_and_slow_one_is_published(
         assert value(text, "ecm_database_up") == 0
         assert not job.database_up
         assert "ecm_window_calls{" not in text
-        assert counter(text, "ecm_calls_total", tower="TOWER_1") == 0  # counters stay
+        assert by_tower(text, "ecm_calls_total", tower="TOWER_1") == 0  # counters stay
     # The lock is gone: the refresh finishes, 50 s after it started, and is published.
     refresh.join(DEADLINE_S)
     assert results == [True]

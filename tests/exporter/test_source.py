@@ -12,7 +12,7 @@ import pytest
 from exporter.assess import Thresholds
 from exporter.config import parse_window
 from exporter.refresh import RefreshJob, compute_once
-from tests.exporter.helpers import Call, counter, total, value, write_calls
+from tests.exporter.helpers import Call, by_tower, total, value, write_calls
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.postgres import TEMPLATE, EcmDb, PgServer
 
@@ -89,7 +89,7 @@ def test_another_database_behind_the_url_is_rebuilt_not_counted(
     assert job.refresh()
     text = job.exposition().decode()
     assert value(text, "ecm_window_calls", window="5m") == 120  # the other database's rows
-    assert value(text, "ecm_tower_window_calls", window="5m", tower="TOWER_B") == 70
+    assert by_tower(text, "ecm_tower_window_calls", window="5m", tower="TOWER_B") == 70
     assert value(text, "ecm_window_failed_calls", window="5m") == 10
     # Its calls were not stored since the exporter started: counters do not jump.
     assert total(text, "ecm_calls_total") == 20
@@ -99,7 +99,7 @@ def test_another_database_behind_the_url_is_rebuilt_not_counted(
     assert job.refresh()
     text = job.exposition().decode()
     assert total(text, "ecm_calls_total") == 25
-    assert counter(text, "ecm_calls_total", tower="TOWER_B") == 5
+    assert by_tower(text, "ecm_calls_total", tower="TOWER_B") == 5
     assert value(text, "ecm_window_calls", window="5m") == 125
 
 
@@ -118,7 +118,7 @@ def test_deleted_and_truncated_rows_leave_the_windows(
     assert job.refresh()
     text = job.exposition().decode()
     assert value(text, "ecm_window_calls", window="5m") == 90
-    assert value(text, "ecm_tower_window_calls", window="5m", tower="TOWER_1") == 70
+    assert by_tower(text, "ecm_tower_window_calls", window="5m", tower="TOWER_1") == 70
     once = compute_once(test_db.reader_url, parse_window("5m"), Thresholds(), clock)
     assert (once.result.calls, once.result.failed) == (90, 14)
     assert value(text, "ecm_window_failed_calls", window="5m") == 14
