@@ -95,7 +95,7 @@ def stored(conn: psycopg.Connection) -> int:
 
 def run(url: str, rows: int, repeats: int, start: datetime, towers: int = 50) -> WriterResult:
     """Alternate both paths on an empty table, repeats times each; medians of rows/s."""
-    from generator.config import GeneratorSettings
+    from generator.pipeline import WriteOptions
 
     gen_speeds: list[float] = []
     raw_speeds: list[float] = []
@@ -110,7 +110,7 @@ def run(url: str, rows: int, repeats: int, start: datetime, towers: int = 50) ->
             secs = raw_copy(conn, payload)
             raw_speeds.append(stored(conn) / secs)
         conn.execute(queries.TRUNCATE_CALLS)
-    batch_size = int(GeneratorSettings.model_fields["batch_size"].default)
+    batch_size = WriteOptions().batch_size
     return WriterResult(
         rows=rows,
         generator_rows_s=statistics.median(gen_speeds),

@@ -63,7 +63,7 @@ def test_quick_benchmark_prints_one_complete_table(
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = table_rows(proc.stdout)
     assert all(len(r) == len(HEADER) for r in rows)
-    assert {r[0] for r in rows} == {"1", "2", "3", "4", "5", "6", "7", "8"}
+    assert {r[0] for r in rows} == {"1", "2", "3", "4", "5", "6", "7", "8", "9"}
     assert {r[6] for r in rows} <= {"met", "NOT met", "-"}
     # Two window sizes x two tower counts in the quick run, each with its direct baseline.
     steady = [r for r in rows if r[0] == "2" and r[1].startswith("steady refresh")]
@@ -141,3 +141,30 @@ def test_quick_benchmark_has_the_pm_rows(
     assert p99[1].endswith("p99") and p99[2].endswith(" ms") and p99[3].startswith("median:")
     assert all(r[3].startswith("the same KPI from raw pm_events:") for r in kpi)
     assert growth[5].startswith("flat") and growth[6] in {"met", "NOT met"}
+
+
+def test_quick_benchmark_has_the_national_scale_rows(
+    quick_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """Section 9: per tower count, series beside the budget, steady refresh and rebuild beside
+    the direct queries, RSS beside query-exporter (not run quick), gzip scrape p99; then memory."""
+    proc, _ = quick_run
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [r for r in table_rows(proc.stdout) if r[0] == "9"]
+    assert len(rows) == 2 * 5 + 1, rows
+    series = [r for r in rows if r[1].startswith("series published")]
+    assert len(series) == 2
+    for r in series:
+        # Published within the documented budget: the ratio is at most 1.
+        assert r[3].startswith("documented budget:")
+        assert float(r[4].split()[0]) <= 1.0
+    steady = [r for r in rows if r[1].startswith("steady refresh")]
+    assert all("self-metric" in r[1] and r[3].startswith("direct exact queries:") for r in steady)
+    rebuild = [r for r in rows if r[1].startswith("start-up rebuild")]
+    assert all(r[4].startswith("rebuild/direct") and r[6] in {"met", "NOT met"} for r in rebuild)
+    rss = [r for r in rows if r[1].startswith("resident memory")]
+    assert all(r[2].endswith("MiB") and r[3].startswith("query-exporter") for r in rss)
+    scrape = [r for r in rows if r[1].startswith("scrape median / p99, gzip")]
+    assert all(r[5] == "p99 < 10 ms" and r[6] in {"met", "NOT met"} for r in scrape)
+    assert rows[-1][1].startswith("exporter RSS start / middle / end")
+    assert rows[-1][5].startswith("flat")
