@@ -16,6 +16,7 @@ from typing import get_args
 from db.migrate import migrate
 from db.roles import (
     API_LOGIN,
+    BROADCAST_LOGIN,
     EXPORTER_LOGIN,
     GENERATOR_LOGIN,
     LOGINS,
@@ -27,7 +28,7 @@ from ecm_common import cli
 from ecm_common.config import load_config
 from ecm_common.db import URL_ENV, redact
 from ecm_common.logs import setup_logging
-from stack import local_api, local_pager, pgbinaries
+from stack import local_api, local_broadcast, local_pager, pgbinaries
 from stack.config import StackConfig
 from stack.pgcluster import LocalCluster
 from stack.runner import Child, Supervisor, check_port_free, wait_http
@@ -64,6 +65,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--pager-port", type=int, help="pager API port (default 9744)")
     p.add_argument("--api-port", type=int, help="ECM API port (default 9745)")
+    p.add_argument(
+        "--broadcast-port", type=int, help="SMS sender /metrics port (default 9746; 0: no sender)"
+    )
+    p.add_argument(
+        "--broadcast-messages", type=int, help="demo SMS campaign queued at start (1000; 0: none)"
+    )
     p.add_argument("--pm-period", help="PM generator granularity period (default 10s)")
     p.add_argument(
         "--without-prometheus",
@@ -97,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     check_port_free(cfg.generator_metrics_port, "the generator's metrics")
     check_port_free(cfg.pager_port, "the pager")
     check_port_free(cfg.api_port, "the ECM API")
+    if cfg.broadcast_port:
+        check_port_free(cfg.broadcast_port, "the SMS broadcast sender")
 
     # SIGINT too: a shell that starts us in the background hands us SIGINT ignored.
     signal.signal(signal.SIGINT, _raise_interrupt)
@@ -114,13 +123,14 @@ def main(argv: list[str] | None = None) -> int:
             cluster.start()
             url = cluster.ensure_database()
         migrate(url)
-        reader_url = writer_url = pager_db_url = api_db_url = url
+        reader_url = writer_url = pager_db_url = api_db_url = broadcast_db_url = url
         if cluster is not None:
             # Our own database: the parts get least-privilege accounts, as in docker-compose.
             reader_url = login(url, EXPORTER_LOGIN)
             writer_url = login(url, GENERATOR_LOGIN)
             pager_db_url = login(url, PAGER_LOGIN)
             api_db_url = login(url, API_LOGIN)
+            broadcast_db_url = login(url, BROADCAST_LOGIN)
         log.info("database ready: %s", redact(url))
 
         sup.start(python_child("generator", "generator", generator_args(cfg), state, writer_url))
@@ -135,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         api_child, pm_child, api = local_api.children(cfg, state, api_db_url, sys.executable)
         sup.start(api_child).wait_ready()
         sup.start(pm_child)
+        if cfg.broadcast_port:
+            local_broadcast.produce_demo(cfg, state, broadcast_db_url, sys.executable)
+            sup.start(
+                local_broadcast.child(cfg, state, broadcast_db_url, sys.executable)
+            ).wait_ready()
 
         urls = {
             "exporter metrics": f"http://127.0.0.1:{cfg.exporter_port}/metrics",
@@ -143,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             "ECM API": f"{api.url}/docs (token: {api.token_file})",
             "API metrics": f"{api.url}/metrics",
         }
+        if cfg.broadcast_port:
+            urls["SMS sender metrics"] = f"http://127.0.0.1:{cfg.broadcast_port}/metrics"
         urls.update(start_prometheus_stack(cfg, sup, state, pager))
         print_banner(urls, state, url, postgres)
         dead = sup.watch()

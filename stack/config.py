@@ -31,6 +31,9 @@ class StackConfig(StrictModel):
     sink_port: Port = 9099
     pager_port: Port = 9744
     api_port: Port = 9745
+    # The SMS broadcast sender's /metrics (0: no sender) and the demo campaign queued at start.
+    broadcast_port: Annotated[int, Field(ge=0, le=65535)] = 9746
+    broadcast_messages: Annotated[int, Field(ge=0, le=100_000)] = 1000
     # The PM generator's granularity period in the local run (vendors use 15 minutes).
     pm_period: Seconds = Field(10.0, ge=1, le=86400)
     with_prometheus: bool = True

@@ -86,6 +86,7 @@ def start(
         "alertmanager": am_listen,
         "ecm-pager": pager.url.removeprefix("http://") if pager else None,
         "ecm-api": f"127.0.0.1:{cfg.api_port}",
+        "ecm-broadcast": f"127.0.0.1:{cfg.broadcast_port}" if cfg.broadcast_port else None,
     }
     prom_cfg = promconfig.render_prometheus_config(state / "prometheus", targets, am_listen)
     prom = sup.start(

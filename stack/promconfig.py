@@ -38,7 +38,15 @@ ALERTMANAGER_YML = ALERTMANAGER_DIR / "alertmanager.yml"
 RULES_DIR = PROMETHEUS_DIR / "rules"
 TEMPLATES_DIR = ALERTMANAGER_DIR / "templates"
 
-JOBS = ("ecm-exporter", "ecm-generator", "prometheus", "alertmanager", "ecm-pager", "ecm-api")
+JOBS = (
+    "ecm-exporter",
+    "ecm-generator",
+    "prometheus",
+    "alertmanager",
+    "ecm-pager",
+    "ecm-api",
+    "ecm-broadcast",
+)
 WEBHOOK_ENV = ("ECM_PAGER_WEBHOOK_URL", "ECM_TICKETS_WEBHOOK_URL", "ECM_HEARTBEAT_WEBHOOK_URL")
 TIMERS = ("group_wait", "group_interval", "repeat_interval")
 # The receivers that post to the pager, and the variable holding the token it expects from
@@ -78,6 +86,8 @@ def render_prometheus_config(
         if address is None:
             continue
         job = copy.deepcopy(job)
+        # Compose finds scaled services by DNS; locally every target has a known port.
+        job.pop("dns_sd_configs", None)
         job["static_configs"] = [{"targets": [address]}]
         jobs.append(job)
     cfg["scrape_configs"] = jobs

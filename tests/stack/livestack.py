@@ -171,6 +171,7 @@ class LiveStack:
                     "alertmanager": am_address,
                     "ecm-pager": pager_address,
                     "ecm-api": None,
+                    "ecm-broadcast": None,
                 },
                 am_address,
                 rule_files=rule_files,

@@ -78,6 +78,7 @@ def test_services_the_issue_lists() -> None:
         "pager",
         "api",
         "pm-generator",
+        "broadcast-sender",
     }
     assert "init-db" in SERVICES["db-init"]["command"]
     gen = SERVICES["generator"]["command"]
@@ -214,7 +215,10 @@ def test_env_example_covers_every_required_variable() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["postgres", "generator", "exporter", "prometheus", "alertmanager", "grafana", "pager", "api"],
+    [
+        *("postgres", "generator", "exporter", "prometheus", "alertmanager", "grafana", "pager"),
+        *("api", "broadcast-sender"),
+    ],
 )
 def test_long_running_services_restart_and_are_checked(name: str) -> None:
     """Every long-running service restarts on failure and has a healthcheck."""

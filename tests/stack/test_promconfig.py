@@ -21,6 +21,7 @@ CONTRACT_JOBS = {
     "alertmanager",
     "ecm-pager",
     "ecm-api",
+    "ecm-broadcast",
 }
 LOCAL = {
     "ecm-exporter": "127.0.0.1:19742",
@@ -29,6 +30,7 @@ LOCAL = {
     "alertmanager": "127.0.0.1:19093",
     "ecm-pager": "127.0.0.1:19744",
     "ecm-api": "127.0.0.1:19745",
+    "ecm-broadcast": "127.0.0.1:19746",
 }
 
 
