@@ -104,6 +104,11 @@ def _sel(p: RuleParams, metric: str) -> str:
     return f'{metric}{{job="{p.job}"}}'
 
 
+def _tower_sel(p: RuleParams, metric: str) -> str:
+    """Towers with their own counters (a region's other towers are summed under tower="")."""
+    return f'{metric}{{job="{p.job}", tower!=""}}'
+
+
 def recording_rules(p: RuleParams) -> dict[str, Any]:
     """The recording-rule file: rates, failure ratios and p95, overall and per tower."""
     rules: list[dict[str, str]] = []
@@ -124,11 +129,11 @@ def recording_rules(p: RuleParams) -> dict[str, Any]:
     for w in dict.fromkeys([p.rate_window, p.ratio_window]):
         rec(
             f"tower:ecm_calls:rate{w}",
-            f"sum by (job, tower) (rate({_sel(p, 'ecm_calls_total')}[{w}]))",
+            f"sum by (job, tower) (rate({_tower_sel(p, 'ecm_calls_total')}[{w}]))",
         )
         rec(
             f"tower:ecm_calls_failed:rate{w}",
-            f"sum by (job, tower) (rate({_sel(p, 'ecm_calls_failed_total')}[{w}]))",
+            f"sum by (job, tower) (rate({_tower_sel(p, 'ecm_calls_failed_total')}[{w}]))",
         )
         rec(
             f"tower:ecm_calls_failed:ratio_rate{w}",
@@ -138,7 +143,7 @@ def recording_rules(p: RuleParams) -> dict[str, Any]:
     rec(f"job:ecm_calls:increase{w}", f"sum by (job) (increase({_sel(p, 'ecm_calls_total')}[{w}]))")
     rec(
         f"tower:ecm_calls:increase{w}",
-        f"sum by (job, tower) (increase({_sel(p, 'ecm_calls_total')}[{w}]))",
+        f"sum by (job, tower) (increase({_tower_sel(p, 'ecm_calls_total')}[{w}]))",
     )
     w = p.rate_window
     rec(
@@ -150,9 +155,10 @@ def recording_rules(p: RuleParams) -> dict[str, Any]:
         f"job:ecm_call_latency_seconds:p95_rate{w}",
         f"histogram_quantile(0.95, sum by (job, le) (rate({bucket}[{w}])))",
     )
+    tbucket = _tower_sel(p, "ecm_call_latency_seconds_bucket")
     rec(
         f"tower:ecm_call_latency_seconds:p95_rate{w}",
-        f"histogram_quantile(0.95, sum by (job, tower, le) (rate({bucket}[{w}])))",
+        f"histogram_quantile(0.95, sum by (job, tower, le) (rate({tbucket}[{w}])))",
     )
     return {"groups": [{"name": "ecm.recording", "rules": rules}]}
 
@@ -387,7 +393,14 @@ def render(p: RuleParams) -> dict[str, str]:
         ALERTS_FILE: HEADER + dump_yaml(alerting_rules(p)),
         **_pager_files(p),
         **_pm_files(p),
+        **_regions_files(p),
     }
+
+
+def _regions_files(p: RuleParams) -> dict[str, str]:
+    from stack.rules_regions import REGIONS_FILE, regions_rules  # it imports this module
+
+    return {REGIONS_FILE: HEADER + dump_yaml(regions_rules(p))}
 
 
 def _pm_files(p: RuleParams) -> dict[str, str]:

@@ -45,6 +45,9 @@ EXPECTED_ALERTS = {
     "EcmPmCellsSilent",
     "EcmApiDown",
     "EcmPmRollupStale",
+    # National scale (issue 15): per region, and failing towers of a large network.
+    "EcmRegionFailureRatioHigh",
+    "EcmTowerFailing",
     # The pager's own health (issue 11).
     "EcmPagerDown",
     "EcmPagerOutboxBacklog",

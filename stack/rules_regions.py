@@ -1,0 +1,121 @@
+"""Per-region recording rules and the region and large-network tower alerts, rendered by
+`python -m stack.rules` into prometheus/rules/ecm_regions.yml.
+
+At national scale the exporter publishes full detail per region and per tower only what an
+operator acts on (docs/metrics.md, series budget): the region rules read the counters summed by
+region (towers with detail and each region's other towers, tower=""), and the tower alert for
+large networks reads the exporter's tower window gauges, which carry the failing towers. It stays
+quiet for towers with their own counters: EcmTowerFailureRatioHigh covers those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from stack.rules import RuleParams, _alert, num
+
+REGIONS_FILE = "ecm_regions.yml"
+REGION_ALERTS = ("EcmRegionFailureRatioHigh", "EcmTowerFailing")
+
+
+@dataclass(frozen=True)
+class RegionRuleParams:
+    """Windows and `for:` of the region rules; thresholds come from the SLO (base.slo)."""
+
+    rate_window: str = "5m"
+    ratio_window: str = "10m"
+    region_for: str = "5m"
+    # An exporter window (`windows` option) whose tower gauges the tower alert reads.
+    tower_window: str = "10m"
+    tower_for: str = "5m"
+
+
+def _sel(base: RuleParams, metric: str, *matchers: str) -> str:
+    inner = ", ".join([f'job="{base.job}"', *matchers])
+    return f"{metric}{{{inner}}}"
+
+
+def region_recording_rules(base: RuleParams, p: RegionRuleParams) -> list[dict[str, str]]:
+    """Rates, failure ratios and p95 per region."""
+    calls, failed = _sel(base, "ecm_calls_total"), _sel(base, "ecm_calls_failed_total")
+    bucket = _sel(base, "ecm_call_latency_seconds_bucket")
+    out = []
+    for w in dict.fromkeys([p.rate_window, p.ratio_window]):
+        out += [
+            {"record": f"region:ecm_calls:rate{w}",
+             "expr": f"sum by (job, region) (rate({calls}[{w}]))"},
+            {"record": f"region:ecm_calls_failed:rate{w}",
+             "expr": f"sum by (job, region) (rate({failed}[{w}]))"},
+            {"record": f"region:ecm_calls_failed:ratio_rate{w}",
+             "expr": f"region:ecm_calls_failed:rate{w} / region:ecm_calls:rate{w}"},
+            {"record": f"region:ecm_calls:increase{w}",
+             "expr": f"sum by (job, region) (increase({calls}[{w}]))"},
+        ]  # fmt: skip
+    w = p.rate_window
+    out.append({
+        "record": f"region:ecm_call_latency_seconds:p95_rate{w}",
+        "expr": f"histogram_quantile(0.95, sum by (job, region, le) (rate({bucket}[{w}])))",
+    })  # fmt: skip
+    return out
+
+
+def region_alerts(base: RuleParams, p: RegionRuleParams) -> list[dict[str, Any]]:
+    """A region failing, and a failing tower of a network too large for per-tower counters."""
+    slo = base.slo
+    w = p.ratio_window
+    region = "{{ $labels.region }}"
+    pct = "{{ $value | humanizePercentage }}"
+    out = []
+    for level, thr in (("warning", slo.warn_failure_ratio), ("critical", slo.alert_failure_ratio)):
+        out.append(
+            _alert(
+                base,
+                "EcmRegionFailureRatioHigh",
+                f"region:ecm_calls_failed:ratio_rate{w} > {num(thr)}\n"
+                f"and on (job, region)\nregion:ecm_calls:increase{w} >= {slo.min_calls}",
+                p.region_for,
+                level,
+                f"Region {region} fails more than {num(thr * 100)}% of emergency calls.",
+                f"{pct} of emergency calls in region {region} failed over the last {w} "
+                f"(threshold {num(thr * 100)}%, at least {slo.min_calls} calls). Drill down from "
+                "the regions dashboard to the region's towers.",
+            )
+        )
+    tw = f'window="{p.tower_window}"'
+    ratio = _sel(base, "ecm_tower_window_failure_ratio", tw)
+    calls = _sel(base, "ecm_tower_window_calls", tw)
+    detailed = _sel(base, "ecm_calls_total", 'tower!=""')
+    tower = "{{ $labels.tower }}"
+    for level, thr in (
+        ("warning", slo.warn_tower_failure_ratio),
+        ("critical", slo.alert_tower_failure_ratio),
+    ):
+        out.append(
+            _alert(
+                base,
+                "EcmTowerFailing",
+                f"{ratio} > {num(thr)}\nand on (job, instance, window, region, tower)\n"
+                f"{calls} >= {slo.min_tower_calls}\nunless on (job, tower)\n{detailed}",
+                p.tower_for,
+                level,
+                f"Tower {tower} in region {region} fails more than {num(thr * 100)}% of "
+                "emergency calls.",
+                f"{pct} of emergency calls through tower {tower} (region {region}) failed over "
+                f"the exporter's {p.tower_window} window (threshold {num(thr * 100)}%, at least "
+                f"{slo.min_tower_calls} calls). The network is too large for per-tower counters: "
+                "the exporter publishes its failing towers.",
+            )
+        )
+    return out
+
+
+def regions_rules(base: RuleParams, p: RegionRuleParams | None = None) -> dict[str, Any]:
+    """The ecm_regions.yml document: one recording group, one alert group."""
+    p = p or RegionRuleParams()
+    return {
+        "groups": [
+            {"name": "ecm-regions-recording", "rules": region_recording_rules(base, p)},
+            {"name": "ecm-regions-alerts", "rules": region_alerts(base, p)},
+        ]
+    }
