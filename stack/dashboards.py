@@ -18,6 +18,7 @@ from typing import Any
 from ecm_common import cli
 from ecm_common.durations import parse_duration
 from exporter.assess import Status
+from stack.dashboards_broadcast import broadcast_dashboard
 from stack.dashboards_pager import pager_panels
 from stack.grafana_json import (
     DATASOURCE,
@@ -370,7 +371,7 @@ def render(p: RuleParams | None = None) -> dict[str, str]:
     p = p or RuleParams()
     return {
         f"{d['uid']}.json": json.dumps(d, indent=2, ensure_ascii=False) + "\n"
-        for d in (overview(p), tower(p))
+        for d in (overview(p), tower(p), broadcast_dashboard())
     }
 
 
