@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import data, memory, pager, pm, refresh, scale, served, writer
+from bench import broadcast, data, memory, pager, pm, refresh, scale, served, writer
 from bench.plan import FULL, QUICK, Plan
 from bench.report import Row, machine, markdown, plot, table
 from bench.results import load_rows, memory_rows, qe_rows, refresh_rows, scrape_rows, writer_rows
@@ -121,6 +121,8 @@ def measure_all(plan: Plan, out_dir: Path, command: str) -> tuple[list[Row], str
         pm_result = pm.run(db.url, pm.PM_QUICK if plan.quick else pm.PM_FULL)
         log.warning("9 national scale: series, refresh, rebuild, memory, scrape")
         scaled = scale.run(db.url, scale.QUICK_SCALE if plan.quick else scale.FULL_SCALE)
+        log.warning("10 SMS broadcast queue against raw UPDATEs, senders scaling")
+        sms = broadcast.run(db.url, broadcast.QUICK_PLAN if plan.quick else broadcast.FULL_PLAN)
 
     png = out_dir / PLOT_NAME
     missing = plot(points, png)
@@ -132,7 +134,8 @@ def measure_all(plan: Plan, out_dir: Path, command: str) -> tuple[list[Row], str
     rows += pager.rows(storm)
     rows += pm.pm_rows(pm_result)
     rows += scale.rows(scaled)
-    notes = [*NOTES, pager.NOTE, pm.NOTE, scale.NOTE]
+    rows += broadcast.rows(sms)
+    notes = [*NOTES, pager.NOTE, pm.NOTE, scale.NOTE, broadcast.NOTE]
     doc = markdown(rows, mach, command, notes, None if missing else PLOT_NAME)
     return rows, doc
 

@@ -168,3 +168,23 @@ def test_quick_benchmark_has_the_national_scale_rows(
     assert all(r[5] == "p99 < 10 ms" and r[6] in {"met", "NOT met"} for r in scrape)
     assert rows[-1][1].startswith("exporter RSS start / middle / end")
     assert rows[-1][5].startswith("flat")
+
+
+def test_quick_benchmark_has_the_sms_broadcast_rows(
+    quick_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """Section 10: the queue with 1, 2 and 4 senders beside raw UPDATEs (judged), 4 senders
+    against 1 at a real send time (judged), the p95 latencies, and every message once."""
+    proc, _ = quick_run
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [r for r in table_rows(proc.stdout) if r[0] == "10"]
+    assert len(rows) == 4, rows
+    queue, scaling, latency, once = rows
+    assert queue[1].endswith("with 1 / 2 / 4 senders") and len(queue[2].split(" / ")) == 3
+    assert queue[3].startswith("raw UPDATEs of the same rows:") and float(queue[4]) > 0
+    assert queue[5] == ">= 0.3 of raw (4 senders)" and queue[6] in {"met", "NOT met"}
+    assert scaling[3].startswith("1 sender:") and scaling[5] == ">= 3.5"
+    assert scaling[6] in {"met", "NOT met"}
+    assert latency[2].count(" ms") == 2
+    # Correctness, not speed: judged even in the quick run.
+    assert once[2] == "6,500 of 6,500" and once[6] == "met"
