@@ -16,7 +16,9 @@ from exporter.assess import Thresholds
 from exporter.budget import Budget
 
 DEFAULT_PORT = 9742
-DEFAULT_WINDOWS = ("5m", "10m", "1h")
+# 2m: the short window that confirms the window alerts and lets them resolve soon after an
+# incident (docs/DETECTION.md).
+DEFAULT_WINDOWS = ("2m", "5m", "10m", "1h")
 # Rollups are kept per minute for the longest window: a week bounds memory and start-up reads.
 MAX_WINDOW_MINUTES = 7 * 24 * 60
 MAX_WINDOWS = 16
@@ -53,7 +55,8 @@ class ExporterSettings(StrictModel):
     database_url: DatabaseUrl = None
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
     listen_address: str = Field("0.0.0.0", pattern=r"^[A-Za-z0-9.:_%\[\]-]{1,255}$")
-    interval: Seconds = Field(15.0, gt=0, le=MAX_INTERVAL_S)
+    # 10 s: one of the delays a page goes through (docs/DETECTION.md).
+    interval: Seconds = Field(10.0, gt=0, le=MAX_INTERVAL_S)
     windows: tuple[str, ...] = DEFAULT_WINDOWS
     # Failure ratio and p95 limits, min_calls, min_tower_calls, top_n (defaults: ecm_common/slo).
     thresholds: Thresholds = Field(default_factory=Thresholds)

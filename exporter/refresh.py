@@ -10,7 +10,9 @@ ecm_database_up to 0; another database, or rows removed from this one, cause a r
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
+import functools
 import gzip
 import logging
 import math
@@ -50,6 +52,23 @@ from exporter.render import Renderer
 from exporter.rollup import Catalog, Rollup, Rows
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc
+        return None
+
+
+def return_free_memory() -> None:
+    """Give the heap a rebuild freed back to the OS: glibc keeps freed heap memory otherwise, and
+    a rebuild's million-row temporaries would stay resident."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
 
 T = TypeVar("T")
 
@@ -530,6 +549,9 @@ class RefreshJob:
             log.info("%s", series.describe(self.sizes()))
             self.rebuilds[self._rebuild_reason] += 1
             self.rollup = rollup
+            del rebuilt
+            read.window = None  # the rows are folded: free them before trimming
+            return_free_memory()
             future = self._skipped(new, now)
         else:
             assert self.rollup is not None

@@ -294,8 +294,8 @@ class MinuteBatch:
         _, r_lat = _sum_by_key(region, lat)
         rh_keys, rh_counts = _sum_by_key(region * N_BUCKETS + bucket)
         fkeys, fcounts = _sum_by_key(region[failed] * REASON_KEY + reason[failed])
-        return cls(towers, calls, t_failed, hist_keys, hist_counts, regions, r_calls, r_lat,
-                   rh_keys, rh_counts, fkeys, fcounts)  # fmt: skip
+        return cls(_i32(towers), _i32(calls), _i32(t_failed), _i32(hist_keys), _i32(hist_counts),
+                   regions, r_calls, r_lat, rh_keys, rh_counts, fkeys, fcounts)  # fmt: skip
 
 
 def merge(batches: Sequence[MinuteBatch]) -> MinuteBatch:
@@ -311,7 +311,15 @@ def merge(batches: Sequence[MinuteBatch]) -> MinuteBatch:
     _, r_lat = _sum_by_key(cat("regions"), cat("region_latency_ms"))
     rhk, rhc = _sum_by_key(cat("region_hist_keys"), cat("region_hist_counts"))
     fk, fc = _sum_by_key(cat("fail_keys"), cat("fail_counts"))
-    return MinuteBatch(towers, calls, failed, hk, hc, regions, r_calls, r_lat, rhk, rhc, fk, fc)
+    return MinuteBatch(_i32(towers), _i32(calls), _i32(failed), _i32(hk), _i32(hc), regions,
+                       r_calls, r_lat, rhk, rhc, fk, fc)  # fmt: skip
+
+
+def _i32(a: IntArray) -> IntArray:
+    """A per-tower array kept as int32: half the memory of the hour's minutes (tower keys stay
+    below 2**31 up to four million towers, counts per minute far below)."""
+    out: IntArray = a.astype(np.int32)
+    return out
 
 
 REASON_KEY = 1 << 16  # reasons per region key: far more than any vocabulary
