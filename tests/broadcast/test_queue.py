@@ -13,6 +13,7 @@ from broadcast.queue import Backoff, Outcome, claim, reclaim, record
 from broadcast.sender import Sender
 from tests.broadcast.conftest import states
 from tests.fixtures.clock import FakeClock
+from tests.fixtures.postgres import EcmDb
 
 pytestmark = pytest.mark.integration
 BACKOFF = Backoff(base=10.0, max_delay=60.0)
@@ -212,3 +213,12 @@ def test_rate_limit_bounds_sends_per_second(
     assert states(conn) == {"delivered": 200}
     # 200 sends at 50/s, the first second's burst included, take at least 3 simulated seconds.
     assert clock.time() - start >= 3.0
+
+
+@pytest.mark.parametrize("role", ["reader_url", "writer_url"])
+def test_other_roles_cannot_read_recipients(test_db: EcmDb, role: str) -> None:
+    with (
+        psycopg.connect(getattr(test_db, role)) as c,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        c.execute("SELECT recipient FROM broadcast_messages")
