@@ -20,6 +20,7 @@ from ecm_common.durations import parse_duration
 from exporter.assess import Status
 from stack.dashboards_broadcast import broadcast_dashboard
 from stack.dashboards_pager import pager_panels
+from stack.dashboards_regions import regions_dashboard
 from stack.grafana_json import (
     DATASOURCE,
     STATUS_MAPPINGS,
@@ -371,7 +372,7 @@ def render(p: RuleParams | None = None) -> dict[str, str]:
     p = p or RuleParams()
     return {
         f"{d['uid']}.json": json.dumps(d, indent=2, ensure_ascii=False) + "\n"
-        for d in (overview(p), tower(p), broadcast_dashboard())
+        for d in (overview(p), tower(p), regions_dashboard(p), broadcast_dashboard())
     }
 
 

@@ -66,6 +66,7 @@ def test_two_dashboards_with_unique_uids() -> None:
     assert {d["title"] for d in docs} == {
         "Emergency calls",
         "Emergency calls: one tower",
+        "Emergency calls by region",
         "SMS broadcast",
     }
     uids = [d["uid"] for d in docs]
@@ -154,3 +155,18 @@ def test_dashboard_provider_reads_the_folder_compose_mounts() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     mounts = compose["services"]["grafana"]["volumes"]
     assert f"./grafana/dashboards:{provider['options']['path']}:ro" in mounts
+
+
+def test_region_dashboard_drills_down_from_regions_to_their_towers() -> None:
+    """Regions from the region recording rules, a region's towers from the exporter's gauges."""
+    doc = load(GRAFANA / "dashboards" / "ecm-regions.json")
+    (variable,) = doc["templating"]["list"]
+    assert variable["name"] == "region"
+    exprs = [t["expr"] for p in doc["panels"] for t in p["targets"]]
+    assert any(e.startswith("region:ecm_calls_failed:ratio_rate") for e in exprs)
+    towers = [e for e in exprs if e.startswith("ecm_tower_window_")]
+    assert towers and all('region="$region"' in e for e in towers)
+    links = [
+        lk["url"] for p in doc["panels"] for lk in p["fieldConfig"]["defaults"].get("links", [])
+    ]
+    assert any("var-region=" in u for u in links) and any("/d/ecm-tower?" in u for u in links)
