@@ -39,6 +39,10 @@ class SchemaMissing(EcmError):
     exit_code = 3
 
 
+class SenderFailed(EcmError):
+    """The database refused a sender's statement for a reason other than an outage."""
+
+
 def _open(s: Common, app: str) -> psycopg.Connection:
     """An autocommit connection, after checking the broadcast tables exist."""
     conn = connect(database_url(s.database_url), autocommit=True, app=app)
@@ -109,6 +113,9 @@ def _sender(s: SenderSettings) -> int:
     sender = Sender(url, s, base_id, clock=SystemClock(), rng=rng, metrics=metrics, stop=stop)
     try:
         counts = sender.run()
+    except psycopg.Error as exc:
+        # Outages are retried inside the loop; this is anything else (a grant, the schema).
+        raise SenderFailed(f"sender {base_id} stopped: {describe(exc)}") from None
     finally:
         if server is not None:
             server.stop()

@@ -120,7 +120,7 @@ class SenderMetrics:
         )
         self.send_duration = Histogram(
             "ecm_broadcast_send_duration_seconds",
-            "Simulated send time of each recorded delivery or failure, in seconds.",
+            "Simulated send time of each recorded attempt (delivered, failed or retried), seconds.",
             buckets=SEND_BUCKETS,
             registry=r,
         )

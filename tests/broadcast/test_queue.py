@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import random
+import threading
 from collections.abc import Callable
 
 import psycopg
 import pytest
 
+from broadcast.metrics import SenderMetrics
 from broadcast.producer import Campaign, NoSuchCampaign, cancel
 from broadcast.progress import snapshot
 from broadcast.queue import Backoff, Outcome, claim, reclaim, record
 from broadcast.sender import Sender
-from tests.broadcast.conftest import states
+from tests.broadcast.conftest import START, sender_settings, states
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.postgres import EcmDb
 
@@ -222,3 +225,47 @@ def test_other_roles_cannot_read_recipients(test_db: EcmDb, role: str) -> None:
         pytest.raises(psycopg.errors.InsufficientPrivilege),
     ):
         c.execute("SELECT recipient FROM broadcast_messages")
+
+
+class _DroppingClock(FakeClock):
+    """A fake clock that cuts the sender's database connection at its first wait."""
+
+    def __init__(self, now: float, admin_url: str) -> None:
+        super().__init__(now)
+        self.admin_url, self.cut = admin_url, False
+
+    def wait(self, seconds: float, event: threading.Event) -> bool:
+        if not self.cut:
+            self.cut = True
+            with psycopg.connect(self.admin_url, autocommit=True) as c:
+                c.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = 'ecm-broadcast-sender'"
+                )
+        return super().wait(seconds, event)
+
+
+def test_sender_keeps_its_outcomes_through_a_lost_connection(
+    conn: psycopg.Connection,
+    bc_url: str,
+    test_db: EcmDb,
+    make_campaign: Callable[..., Campaign],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = _DroppingClock(START, test_db.url)
+    make_campaign(50, now=clock.time())
+    metrics = SenderMetrics()
+    sender = Sender(
+        bc_url,
+        sender_settings(mean_time=1.0, failure_rate=0.0, window=50),
+        "s1",
+        clock=clock,
+        rng=random.Random(1),
+        metrics=metrics,
+    )
+    counts = sender.run()
+    assert clock.cut
+    assert "database unavailable, will retry" in caplog.text
+    assert (counts.delivered, counts.discarded) == (50, 0)
+    assert states(conn) == {"delivered": 50}
+    assert metrics.registry.get_sample_value("ecm_broadcast_database_up") == 1
