@@ -80,7 +80,7 @@ class LocalRun:
 
 def start_stack(tmp_path: Path, *extra: str) -> LocalRun:
     """`python -m stack` on free ports with its own database (no ECM_DATABASE_URL)."""
-    names = ("exporter", "gen", "prom", "am", "sink", "pager", "api")
+    names = ("exporter", "gen", "prom", "am", "sink", "pager", "api", "broadcast")
     port = {name: free_port() for name in names}
     state = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if k not in ("ECM_DATABASE_URL", "ECM_POSTGRES")}
@@ -93,6 +93,7 @@ def start_stack(tmp_path: Path, *extra: str) -> LocalRun:
         ("--sink-port", "sink"),
         ("--pager-port", "pager"),
         ("--api-port", "api"),
+        ("--broadcast-port", "broadcast"),
     ):
         argv += [flag, str(port[name])]
     out = tmp_path / "stack.out"
