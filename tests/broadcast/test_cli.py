@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stack.pgcluster import free_port
 from tests.broadcast.conftest import states
+from tests.fixtures.tools import require_binary
 
 pytestmark = pytest.mark.integration
 SEED_VARS = ("MESSAGE_COUNT", "SENDER_MEAN_TIME", "SENDER_FAILURE_RATE", "SENDER_COUNT")
@@ -190,6 +191,14 @@ def test_sender_metrics_are_served(bc_url: str) -> None:
             except OSError:
                 pass
             time.sleep(0.1)
+        lint = subprocess.run(
+            [require_binary("promtool", "prometheus"), "check", "metrics"],
+            input=text,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert lint.returncode == 0 and not lint.stdout.strip(), lint.stdout + lint.stderr
         families = {f.name: f for f in text_string_to_metric_families(text)}
         samples = {
             (s.name, tuple(sorted(s.labels.items()))): s.value
