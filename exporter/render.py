@@ -194,15 +194,24 @@ def _rows_prefixes(name: str, fixed: dict[str, str], varying: tuple[str, ...],
                    rows: Sequence[tuple[str, ...]]) -> list[str]:  # fmt: skip
     """Line prefixes for label sets made of fixed labels and one row of varying values each."""
     names = sorted([*fixed, *varying])
-    pos = {k: i for i, k in enumerate(varying)}
     if not names:
         return [name + " "] * len(rows)
-    out = []
-    for row in rows:
-        inner = ",".join(
-            f'{k}="{escape_value(row[pos[k]] if k in pos else fixed[k])}"' for k in names
-        )
-        out.append(f"{name}{{{inner}}} ")
+    # The text between the varying values, labels in name order; each value escaped once.
+    pieces, order, cur = [], [], name + "{"
+    for i, k in enumerate(names):
+        cur += ("," if i else "") + k + '="'
+        if k in fixed:
+            cur += escape_value(fixed[k]) + '"'
+        else:
+            pieces.append(cur)
+            order.append(varying.index(k))
+            cur = '"'
+    pieces.append(cur + "} ")
+    escaped = {v: escape_value(v) for row in rows for v in row}
+    out = [pieces[0]] * len(rows)
+    for j, col in enumerate(order):
+        after = pieces[j + 1]
+        out = [a + escaped[row[col]] + after for a, row in zip(out, rows, strict=True)]
     return out
 
 
