@@ -202,3 +202,23 @@ def test_one_hundred_thousand_towers_stay_under_fifty_thousand_series() -> None:
         failing_max=Budget().failing_towers_max,
     )  # fmt: skip
     assert series_budget(sizes) < 50_000
+
+
+@pytest.mark.integration
+def test_a_large_network_looks_up_only_the_new_towers_its_calls_name(
+    test_db: EcmDb, clock: FakeClock
+) -> None:
+    add_regions(test_db.url, TOWERS)
+    job = small_budget_job(test_db.reader_url, clock)
+    assert job.refresh()
+    # A tower added to the table later, with calls: its region comes from the table.
+    add_regions(test_db.url, {"TOWER_40": "SOUTH", "TOWER_41": "WEST"})
+    write_calls(test_db.writer_url, [Call(clock.now - 2, "TOWER_40", 700)] * 3)
+    assert job.refresh()
+    text = job.exposition().decode()
+    job.close()
+    assert value(text, "ecm_calls_total", region="SOUTH", tower="") == 3
+    assert value(text, "ecm_region_window_calls", window="5m", region="SOUTH") == 3
+    # TOWER_41 has no calls: a large network does not read the whole table to find it.
+    assert value(text, "ecm_exporter_towers") == 12
+    assert value(text, "ecm_region_window_calls", window="5m", region="WEST") is None
