@@ -22,11 +22,11 @@ from stack.dashboards_broadcast import broadcast_dashboard
 from stack.dashboards_pager import pager_panels
 from stack.dashboards_regions import regions_dashboard
 from stack.grafana_json import (
-    DATASOURCE,
     STATUS_MAPPINGS,
     alerts_table,
     dashboard,
     panel,
+    query_variable,
     series,
     stat,
     target,
@@ -243,24 +243,7 @@ def tower(p: RuleParams) -> dict[str, Any]:
         (slo.warn_tower_failure_ratio, "orange"), (slo.alert_tower_failure_ratio, "red")
     )
     sel = 'tower="$tower"'
-    variable = {
-        "name": "tower",
-        "label": "Tower",
-        "type": "query",
-        "datasource": DATASOURCE,
-        "definition": f"label_values(ecm_calls_total{{{job}}}, tower)",
-        "query": {
-            "query": f"label_values(ecm_calls_total{{{job}}}, tower)",
-            "refId": "PrometheusVariableQueryEditor-VariableQuery",
-        },
-        "refresh": 2,
-        "sort": 3,
-        "multi": False,
-        "includeAll": False,
-        "current": {},
-        "options": [],
-        "hide": 0,
-    }
+    variable = query_variable("tower", "Tower", f"label_values(ecm_calls_total{{{job}}}, tower)")
     panels = [
         stat(
             1,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stack.grafana_json import DATASOURCE, dashboard, panel, series, target, thresholds
+from stack.grafana_json import dashboard, panel, query_variable, series, target, thresholds
 from stack.rules import RuleParams
 from stack.rules_regions import RegionRuleParams
 
@@ -85,24 +85,9 @@ def regions_dashboard(p: RuleParams, q: RegionRuleParams | None = None) -> dict[
     )
     tw = f'window="{q.tower_window}"'
     sel = f'{job}, {tw}, region="$region"'
-    variable = {
-        "name": "region",
-        "label": "Region",
-        "type": "query",
-        "datasource": DATASOURCE,
-        "definition": f"label_values(ecm_region_window_calls{{{job}}}, region)",
-        "query": {
-            "query": f"label_values(ecm_region_window_calls{{{job}}}, region)",
-            "refId": "PrometheusVariableQueryEditor-VariableQuery",
-        },
-        "refresh": 2,
-        "sort": 3,
-        "multi": False,
-        "includeAll": False,
-        "current": {},
-        "options": [],
-        "hide": 0,
-    }
+    variable = query_variable(
+        "region", "Region", f"label_values(ecm_region_window_calls{{{job}}}, region)"
+    )
     panels = [
         _table(
             1,

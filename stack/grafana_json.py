@@ -34,6 +34,25 @@ def target(expr: str, legend: str = "", *, ref: str = "A", table: bool = False) 
     return t
 
 
+def query_variable(name: str, label: str, query: str) -> dict[str, Any]:
+    """A single-choice template variable filled by a Prometheus query (label_values(...))."""
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "definition": query,
+        "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "refresh": 2,
+        "sort": 3,
+        "multi": False,
+        "includeAll": False,
+        "current": {},
+        "options": [],
+        "hide": 0,
+    }
+
+
 def thresholds(*steps: tuple[float, str]) -> dict[str, Any]:
     """Absolute thresholds starting green."""
     return {
