@@ -17,6 +17,7 @@ import gzip
 import logging
 import math
 import threading
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -358,9 +359,13 @@ class RefreshJob:
         )
 
     def _publish(self, p: Published, read_at: float | None, start: float) -> None:
-        """Render a refresh's state; its duration runs from start to the end of rendering."""
+        """Render a refresh's state; its duration runs from start to the end of rendering and
+        compressing the data (all but the few self-metric lines that publish it)."""
         with self._render_lock:
             data = self.renderer.render_data(p)
+            # Level 1: a tenth of the size at 5,000 towers for little time; gzip framing, mtime 0.
+            packer = zlib.compressobj(1, zlib.DEFLATED, 31)
+            packed = packer.compress(data)
             if self._running_since is not None:  # a refresh, not the initial empty state
                 self.refresh_duration_s = self.clock.monotonic() - start
                 if self.refresh_duration_s > self.interval_s:
@@ -375,10 +380,9 @@ class RefreshJob:
                 p = dataclasses.replace(
                     p, refresh_duration_s=self.refresh_duration_s, overruns=self.overruns
                 )
-            body = data + self.renderer.render_self(p, self.renderer.data_series)
-            # Level 1: a tenth of the size at 5,000 towers for about 30 ms per refresh.
-            gz = gzip.compress(body, compresslevel=1, mtime=0)
-            self._exposition = _Exposition(body, gz, p, p, read_at, False, False)
+            tail = self.renderer.render_self(p, self.renderer.data_series)
+            gz = packed + packer.compress(tail) + packer.flush()
+            self._exposition = _Exposition(data + tail, gz, p, p, read_at, False, False)
 
     def _health(self, exp: _Exposition) -> tuple[bool, bool]:
         """(stale, hung) now: data read too long ago, a refresh running too long."""
