@@ -55,8 +55,8 @@ def logins(empty_db: str) -> Iterator[Logins]:
 def test_writer_stores_calls_towers_and_stages_a_retried_batch(logins: Logins) -> None:
     with psycopg.connect(logins.writer) as conn:
         conn.execute(INSERT_CALL, (uuid.uuid4(),))
-        conn.execute(queries.UPSERT_TOWERS, (["TOWER_1"], [2.0]))
-        conn.execute(queries.UPSERT_TOWERS, (["TOWER_1"], [3.0]))
+        conn.execute(queries.UPSERT_TOWERS, (["TOWER_1"], [2.0], ["REGION_1"]))
+        conn.execute(queries.UPSERT_TOWERS, (["TOWER_1"], [3.0], ["REGION_2"]))
         # The retry path: a temporary staging table, then an idempotent move.
         conn.execute(queries.CREATE_STAGE)
         conn.execute(
