@@ -1,4 +1,4 @@
-# The Python parts of ECM (generator, exporter, schema migrations) in one image.
+# The Python parts of ECM (generator, exporter, pager, API, broadcast, migrations) in one image.
 FROM python:3.11.9-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -7,13 +7,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY ecm_common ./ecm_common
 COPY db ./db
 COPY generator ./generator
 COPY exporter ./exporter
 COPY stack ./stack
-RUN pip install . && rm -rf /src
+COPY pager ./pager
+COPY api ./api
+COPY broadcast ./broadcast
+# The same pinned versions as `make` installs (constraints.txt, rewritten by `make lock`).
+RUN pip install -c constraints.txt . && rm -rf /src
 
 COPY scenarios /opt/ecm/scenarios
 
@@ -24,5 +28,5 @@ RUN useradd --create-home --uid 10001 --user-group ecm \
 USER ecm
 WORKDIR /home/ecm
 
-EXPOSE 9742 9743
+EXPOSE 9742 9743 9744 9745 9746
 CMD ["python", "-m", "exporter"]

@@ -4,15 +4,22 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test fuzz bench bench-quick lint format rules dashboards clean \
+.PHONY: lock demo test fuzz bench bench-quick lint format rules dashboards clean \
 	run-producer run-senders run-sender run-monitor
 
 # One venv for every target: the dev tools, and the embedded PostgreSQL that `make demo` falls
 # back to without server binaries (a test runs the local run on it).
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,embedded]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,embedded]'
 	touch $(STAMP)
+
+# Rewrite constraints.txt from a fresh resolution of pyproject.toml (then run `make test`).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --disable-pip-version-check '.[dev,embedded]'
+	{ head -n 2 constraints.txt; .lock-venv/bin/pip freeze --exclude-editable | grep -v '^ecm[= @]'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .lock-venv
 
 demo: $(STAMP)
 	$(PY) -m stack $(ARGS)

@@ -232,7 +232,7 @@ def test_dockerfile_is_pinned_installs_the_package_and_drops_root() -> None:
     lines = [ln.strip() for ln in (ROOT / "Dockerfile").read_text().splitlines()]
     (base,) = [ln.split()[1] for ln in lines if ln.startswith("FROM ")]
     assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", base), base
-    assert any(ln.startswith("RUN pip install .") for ln in lines)
+    assert any(ln.startswith("RUN pip install -c constraints.txt .") for ln in lines)
     users = [ln.split()[1] for ln in lines if ln.startswith("USER ")]
     assert users and users[-1] not in ("root", "0")
     for ln in lines:
