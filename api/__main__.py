@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import NoReturn
 
 from prometheus_client import CollectorRegistry
 
 from api.config import DEFAULT_PORT, TOKEN_ENV, ApiSettings
-from ecm_common.cli import run
-from ecm_common.config import check_listen, load_config, one_line, option_names
+from ecm_common.cli import Parser, run
+from ecm_common.config import check_listen, load_config, option_names
 from ecm_common.db import database_url
-from ecm_common.errors import ConfigError
 from ecm_common.logs import setup_logging
 from ecm_common.service import listen_socket, load_token, serve
 
@@ -47,17 +45,9 @@ OPTIONS: dict[str, str] = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    """Bad flags are a ConfigError: one line and exit 2."""
-
-    def error(self, message: str) -> NoReturn:
-        """Raise instead of printing usage."""
-        raise ConfigError(f"{one_line(message, 200)} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Flags; unset flags stay None so lower layers (YAML, ECM_*) show through."""
-    p = _Parser(
+    p = Parser(
         prog=PROG,
         description=__doc__,
         allow_abbrev=False,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, NoReturn
+from typing import Any
 
 from broadcast.config import (
     CancelSettings,
@@ -13,8 +13,7 @@ from broadcast.config import (
     SenderSettings,
     settings,
 )
-from ecm_common.config import one_line
-from ecm_common.errors import ConfigError
+from ecm_common.cli import Parser
 
 PROG = "ecm-broadcast"
 
@@ -54,17 +53,6 @@ MONITOR: dict[str, str] = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one ConfigError line (exit 2), no abbreviations."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(one_line(message, 200))
-
-
 def _add(parser: argparse.ArgumentParser, options: dict[str, str]) -> None:
     parser.add_argument("--config", default=None, help="YAML file of options")
     for flag, text in {**options, **COMMON}.items():
@@ -73,8 +61,8 @@ def _add(parser: argparse.ArgumentParser, options: dict[str, str]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """produce, sender, monitor and cancel."""
-    parser = _Parser(prog=PROG, description="SMS emergency-alert broadcast simulation.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog=PROG, description="SMS emergency-alert broadcast simulation.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     p = sub.add_parser("produce", help="create a campaign of messages")
     _add(p, PRODUCE)
     p.add_argument("--progress", action="store_true", default=None, help="always show progress")
