@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import psycopg
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from broadcast.outcome import REASONS, SEND_BUCKETS
 from broadcast.progress import Snapshot
-from ecm_common.metrics_http import MetricsServer, metrics_app
+from ecm_common.metrics_http import MetricsServer, serve_registry
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +147,4 @@ class SenderMetrics:
 
     def serve(self, port: int, addr: str, status: Callable[[], str]) -> MetricsServer:
         """Serve /metrics, rendered at each scrape, on addr:port; returns the started server."""
-        server = MetricsServer(
-            metrics_app("ECM SMS broadcast sender", lambda: generate_latest(self.registry), status),
-            addr,
-            port,
-        )
-        server.start()
-        return server
+        return serve_registry("ECM SMS broadcast sender", self.registry, addr, port, status)

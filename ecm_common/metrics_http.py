@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import waitress
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from waitress import wasyncore
 
@@ -212,3 +213,18 @@ class MetricsServer:
         else:
             wasyncore.close_all(self._map)
         self._server.task_dispatcher.shutdown(timeout=5)
+
+
+def serve_registry(
+    title: str,
+    registry: CollectorRegistry,
+    address: str,
+    port: int,
+    status: Callable[[], str] = lambda: "running",
+) -> MetricsServer:
+    """Serve a registry rendered at each scrape on address:port; returns the started server."""
+    server = MetricsServer(
+        metrics_app(title, lambda: generate_latest(registry), status), address, port
+    )
+    server.start()
+    return server

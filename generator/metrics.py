@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ecm_common.metrics_http import MetricsServer, metrics_app
+from ecm_common.metrics_http import MetricsServer, serve_registry
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +77,4 @@ class GeneratorMetrics:
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> MetricsServer:
         """Serve /metrics, rendered at each scrape, on addr:port; returns the started server."""
-        server = MetricsServer(
-            metrics_app(
-                "ECM call generator", lambda: generate_latest(self.registry), lambda: "running"
-            ),
-            addr,
-            port,
-        )
-        server.start()
-        return server
+        return serve_registry("ECM call generator", self.registry, addr, port)
