@@ -18,6 +18,7 @@ from typing import Any
 
 from ecm_common import cli
 from ecm_common.slo_pm import PM_SLO, VENDOR_PERIOD_S, PmSlo
+from stack import generated
 from stack.grafana_json import dashboard, panel, series, thresholds
 from stack.rules import num
 
@@ -229,11 +230,7 @@ def render() -> dict[str, str]:
 
 def stale_files(out_dir: Path = SQL_DASHBOARDS_DIR) -> list[str]:
     """Names of committed dashboards that differ from the rendering (missing ones included)."""
-    return [
-        name
-        for name, text in render().items()
-        if not (out_dir / name).is_file() or (out_dir / name).read_text(encoding="utf-8") != text
-    ]
+    return generated.stale(render(), out_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,16 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", type=Path, default=SQL_DASHBOARDS_DIR)
     ap.add_argument("--check", action="store_true", help="exit 1 when the file is not up to date")
     ns = ap.parse_args(argv)
-    if ns.check:
-        stale = stale_files(ns.out_dir)
-        for name in stale:
-            print(f"{ns.out_dir / name} is not up to date: run `make dashboards`", file=sys.stderr)
-        return 1 if stale else 0
-    ns.out_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in render().items():
-        (ns.out_dir / name).write_text(text, encoding="utf-8")
-        print(f"wrote {ns.out_dir / name}")
-    return 0
+    return generated.write_or_check(render(), ns.out_dir, check=ns.check, target="dashboards")
 
 
 if __name__ == "__main__":
