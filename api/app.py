@@ -1,4 +1,5 @@
-"""The ECM API app: the shared factory (ecm_common.service) plus the PM routes and jobs."""
+"""The ECM API app: the shared factory (ecm_common.service) plus the PM, calls and analytics
+routes and their jobs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from api.calls import calls_router
 from api.config import ApiSettings
 from api.metrics import IngestMetrics, KpiCollector
 from api.pm_events import Bounds
@@ -18,6 +20,7 @@ from api.pm_jobs import start_jobs, stop_jobs
 from api.pm_rollup import Rollup, RollupSettings
 from api.pm_routes import pm_router
 from api.pm_store import Store
+from api.reader import Reader
 from ecm_common.clock import Clock, SystemClock
 from ecm_common.service import create_app, database_check
 from ecm_common.slo_pm import PM_SLO, PmSlo
@@ -50,6 +53,7 @@ def build(
     kpis = KpiCollector(slo.silent_periods * settings.pm_period)
     registry.register(kpis)
     store = Store(url, pool_size=settings.pool_size, timeout_s=settings.db_timeout)
+    reader = Reader(url, pool_size=settings.pool_size, timeout_s=settings.db_timeout)
     bounds = Bounds(settings.max_batch_events, settings.max_event_age, settings.max_future_skew)
     rollup = Rollup(
         url,
@@ -72,6 +76,7 @@ def build(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open()
+        await reader.open()
         sched = (
             start_jobs(rollup, settings.rollup_interval, settings.retention_interval)
             if jobs
@@ -83,6 +88,7 @@ def build(
             if sched is not None:
                 stop_jobs(sched, rollup)
             await store.close()
+            await reader.close()
 
     app = create_app(
         NAME,
@@ -90,7 +96,7 @@ def build(
         settings=settings.http,
         ready_check=database_check(url, app="ecm-api-readyz"),
         token=token,
-        routers=[pm_router(Ingest(store, bounds, metrics, clock))],
+        routers=[pm_router(Ingest(store, bounds, metrics, clock)), calls_router(reader, clock)],
         lifespan=lifespan,
     )
     return Api(app, rollup, metrics)

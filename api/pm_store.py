@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
 from api.pm_events import Rows
 from api.pm_sql import INSERT_EVENTS
-from ecm_common.db import CONNECT_TIMEOUT_S, describe
+from api.pool import connection_pool
+from ecm_common.db import describe
 from ecm_common.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -25,21 +26,7 @@ class Store:
     """The API's connection pool and its one write."""
 
     def __init__(self, url: str, *, pool_size: int, timeout_s: float) -> None:
-        self.pool = AsyncConnectionPool(
-            url,
-            min_size=1,
-            max_size=pool_size,
-            open=False,
-            timeout=timeout_s,
-            name="ecm-api",
-            check=AsyncConnectionPool.check_connection,
-            kwargs={
-                "autocommit": True,
-                "application_name": "ecm-api",
-                "connect_timeout": min(CONNECT_TIMEOUT_S, max(1, int(timeout_s))),
-                "options": f"-c statement_timeout={int(timeout_s * 1000)}",
-            },
-        )
+        self.pool = connection_pool(url, size=pool_size, timeout_s=timeout_s, name="ecm-api")
 
     async def open(self) -> None:
         """Start filling the pool; a database that is down now is not an error yet."""

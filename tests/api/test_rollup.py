@@ -188,8 +188,10 @@ def test_roles_reader_reads_kpis_writer_and_api_stay_in_their_lane(served: Serve
     ):
         writer.execute("SELECT count(*) FROM pm_events")
     with psycopg.connect(served.api_url, autocommit=True) as api:
+        # The API reads calls (issue 13) but never changes them.
+        assert api.execute("SELECT count(*) FROM emergency_calls").fetchone() == (0,)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            api.execute("SELECT count(*) FROM emergency_calls")
+            api.execute("DELETE FROM emergency_calls")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             api.execute("TRUNCATE pm_events")
 
