@@ -5,6 +5,11 @@ the dashboard builder (stack/dashboards.py) all read SLO; tests/stack check that
 rule files and dashboards agree with it. The values are the domain's targets: call success
 below 99% warns and below 95% is critical; setup latency p95 over 4 s warns and over 8 s is
 critical; a window needs 20 calls to be judged.
+
+Detection (docs/DETECTION.md): a page must reach its receiver within 2 minutes of an outage's
+start, so every call alert judges the shortest of DETECT_WINDOWS that holds enough calls for the
+judgement to be sound against the baseline failure rate (0.2-0.5%, domain.md), and the SLO burn
+rate is also read over minutes, not only hours.
 """
 
 from __future__ import annotations
@@ -22,8 +27,15 @@ DATA_ALERTS = (
     "EcmTowerFailureRatioHigh",
     "EcmCallLatencyP95High",
     "EcmNoCalls",
+    "EcmTowerSilent",
     "EcmCallSuccessBudgetBurn",
 )
+# Volume-adaptive windows, shortest first: a busy network is judged over a minute, a quiet one
+# over longer windows, each only once it holds the minimum calls of the alert's severity.
+DETECT_WINDOWS = ("1m", "5m", "15m", "1h")
+# A condition over a window longer than this is confirmed over this one (still true now), so
+# that an alert resets within about 2 minutes of the end whatever window raised it.
+CONFIRM_WINDOW = "2m"
 
 
 @dataclass(frozen=True)
@@ -53,12 +65,31 @@ class Slo:
     alert_tower_failure_ratio: float = 0.50
     # SRE workbook multiwindow, multi-burn-rate alerts on the call success objective.
     success_target: float = 0.99
+    # The workbook's factors (14.4x, 6x, 1x) over windows compressed to minutes: an emergency
+    # call outage cannot wait for an hour-long window to fill. Each condition pairs a long window
+    # that guards (enough budget burnt) with a short one that confirms (still burning); short
+    # windows of at most 2m let every alert resolve within 5 minutes of the end. 2x over 5m
+    # tickets a partial failure (8% of calls) within two minutes.
     burn_page: tuple[BurnRateWindow, ...] = field(
-        default=(BurnRateWindow("1h", "5m", 14.4), BurnRateWindow("6h", "30m", 6.0))
+        default=(BurnRateWindow("5m", "1m", 14.4), BurnRateWindow("15m", "2m", 6.0))
     )
     burn_ticket: tuple[BurnRateWindow, ...] = field(
-        default=(BurnRateWindow("1d", "2h", 3.0), BurnRateWindow("3d", "6h", 1.0))
+        default=(BurnRateWindow("5m", "1m", 2.0), BurnRateWindow("1h", "2m", 1.0))
     )
+    # Minimum calls in a window before it is judged, per alert and severity. Chosen so that the
+    # baseline (0.5% failed, 2.9% of calls slower than 4 s, 0.15% slower than 8 s) crosses the
+    # line by chance less than about once a year at any rate: e.g. 3000 calls at 0.5% expect 15
+    # failures, and more than 30 (the 1% line) has a probability of about 1e-4 per window.
+    page_min_calls: int = 200
+    ticket_min_calls: int = 3000
+    tower_page_min_calls: int = 6
+    tower_ticket_min_calls: int = 50
+    latency_page_min_calls: int = 100
+    latency_ticket_min_calls: int = 1000
+    burn_min_calls: int = 200
+    # Silence: a window with no call at all is an outage once the usual traffic (the last hour's
+    # rate) would have brought this many calls into it (e^-15: about 3e-7 by chance).
+    silence_expected_calls: float = 15.0
 
     def __post_init__(self) -> None:
         """Refuse thresholds that could never classify anything sensibly."""
@@ -72,8 +103,15 @@ class Slo:
         check_pair("p95_seconds", self.warn_p95_seconds, self.alert_p95_seconds)
         if not 0 < self.success_target < 1:
             raise ConfigError("slo success_target: need a value between 0 and 1")
-        if self.min_calls < 1 or self.min_tower_calls < 1:
-            raise ConfigError("slo min_calls and min_tower_calls must be >= 1")
+        for name in (
+            "min_calls", "min_tower_calls", "page_min_calls", "ticket_min_calls",
+            "tower_page_min_calls", "tower_ticket_min_calls", "latency_page_min_calls",
+            "latency_ticket_min_calls", "burn_min_calls",
+        ):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ConfigError(f"slo {name} must be >= 1")
+        if not self.silence_expected_calls > 0:
+            raise ConfigError("slo silence_expected_calls must be positive")
         for bw in (*self.burn_page, *self.burn_ticket):
             if not bw.factor > 0:
                 raise ConfigError(f"slo burn rate {bw.long}/{bw.short}: factor must be positive")

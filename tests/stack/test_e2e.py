@@ -23,9 +23,10 @@ DATA_ALERTS = {
     "EcmTowerFailureRatioHigh",
     "EcmCallLatencyP95High",
     "EcmNoCalls",
+    "EcmTowerSilent",
     "EcmCallSuccessBudgetBurn",
 }
-RUNBOOK_BASE = "https://ecm.example.org/docs/runbooks"
+RUNBOOK_BASE = "docs/runbooks"
 WAIT_S = 60
 
 
@@ -89,8 +90,9 @@ def test_tower_failure_burst_pages_then_resolves(live: LiveStack) -> None:
     ann = alert["annotations"]
     assert ann["summary"] == "Tower TOWER_3 fails more than 50% of emergency calls."
     assert ann["description"].endswith(
-        f"of emergency calls through tower TOWER_3 failed over the last {E2E_RULES.ratio_window} "
-        f"(threshold 50%, at least {E2E_RULES.slo.min_tower_calls} calls)."
+        "of emergency calls through tower TOWER_3 failed (threshold 50%), over the shortest window "
+        f"of {', '.join(E2E_RULES.detect_windows)} holding at least "
+        f"{E2E_RULES.slo.tower_page_min_calls} calls through the tower."
     )
     assert ann["runbook_url"] == f"{RUNBOOK_BASE}/EcmTowerFailureRatioHigh.md"
     pager = [n for n in live.sink.received("pager", since) if n.alerts(**key)]

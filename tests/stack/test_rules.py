@@ -32,6 +32,7 @@ EXPECTED_ALERTS = {
     "EcmTowerFailureRatioHigh",
     "EcmCallLatencyP95High",
     "EcmNoCalls",
+    "EcmTowerSilent",
     "EcmCallSuccessBudgetBurn",
     "EcmExporterDown",
     "EcmExporterAbsent",
@@ -208,9 +209,10 @@ def test_short_parameters_render_valid_rules(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"failure_for": "5 minutes"}, "failure_for"),
-        ({"ratio_window": ""}, "ratio_window"),
-        ({"ratio_window": "1.5m"}, "ratio_window"),
+        ({"page_for": "5 minutes"}, "page_for"),
+        ({"usual_rate_window": ""}, "usual_rate_window"),
+        ({"detect_windows": ("1m", "1.5m")}, "detect_windows"),
+        ({"detect_windows": ()}, "detect_windows"),
         ({"stale_after_seconds": 0}, "stale_after_seconds"),
     ],
 )

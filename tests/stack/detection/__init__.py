@@ -1,0 +1,1 @@
+"""Detection tests: scenarios turned into the exporter's series and judged by the real rules."""
