@@ -1,11 +1,10 @@
 """The rollup job: folds newly committed PM events into the 5-minute KPI rollups, exactly once,
 then refreshes the KPI gauges from the rollups; and the retention job.
 
-A fold is one REPEATABLE READ transaction: read the stored snapshot, fold the rows committed
-since it (ecm_common/snapshots.py), store this transaction's snapshot. The fold and the new
-snapshot commit together or not at all, so a crash or a lost connection never counts a row twice
-or skips one. Two folds at once (two API replicas) cannot both commit: the second fails on the
-state row with a serialization failure and leaves the rows to its next run.
+A fold is one REPEATABLE READ transaction (ecm_common/folds.py): read the stored snapshot, fold
+the rows committed since it, store the snapshot folded up to. The fold and the new snapshot
+commit together or not at all, so a crash or a lost connection never counts a row twice or skips
+one; of two folds at once (two API replicas) one fails with a serialization failure.
 """
 
 from __future__ import annotations
@@ -24,8 +23,8 @@ from api import pm_sql
 from api.metrics import IngestMetrics, KpiCollector, PmKpis
 from ecm_common.clock import Clock
 from ecm_common.db import CONNECT_TIMEOUT_S, describe
+from ecm_common.folds import FoldSql, fold_once
 from ecm_common.slo_pm import PmSlo
-from ecm_common.snapshots import CONTINUOUS, snapshot_below
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +32,13 @@ log = logging.getLogger(__name__)
 # many bounded folds (each its own transaction), so one run stays bounded.
 MAX_RETENTION_BATCHES = 100
 MAX_FOLDS_PER_RUN = 20
+PM_FOLD = FoldSql(
+    state=pm_sql.FOLD_STATE,
+    bound=pm_sql.FOLD_BOUND,
+    fold=pm_sql.FOLD,
+    save=pm_sql.SAVE_STATE,
+    what="PM rollups",
+)
 
 
 @dataclass(frozen=True)
@@ -121,35 +127,7 @@ class Rollup:
     def fold(self, conn: psycopg.Connection) -> tuple[int, bool]:
         """Fold the events committed since the stored snapshot, about max_fold_rows at most;
         returns how many, and whether that was all of them."""
-        conn.isolation_level = IsolationLevel.REPEATABLE_READ
-        conn.read_only = False
-        with conn.transaction():
-            row = conn.execute(pm_sql.FOLD_STATE).fetchone()
-            assert row is not None
-            prev, current = str(row[0]), str(row[1])
-            same = conn.execute(CONTINUOUS, {"prev": prev}).fetchone()
-            folded = 0
-            upto = current
-            if same and same[0]:
-                upto = self._bounded(conn, prev, current)
-                out = conn.execute(pm_sql.FOLD, {"prev": prev, "upto": upto}).fetchone()
-                folded = int(out[0]) if out else 0
-            else:
-                # A restore into another cluster: its transaction ids start over. The rows
-                # restored with the rollups are in them already; fold from now on.
-                log.warning("the database's transaction ids went back; PM rollups restart here")
-            conn.execute(pm_sql.SAVE_STATE, {"snapshot": upto, "rows": folded})
-        return folded, upto == current
-
-    def _bounded(self, conn: psycopg.Connection, prev: str, current: str) -> str:
-        """current, or a snapshot below it that holds about max_fold_rows of the new rows."""
-        row = conn.execute(pm_sql.FOLD_BOUND, {"prev": prev, "n": self.cfg.max_fold_rows})
-        first, nth = row.fetchone() or (None, None)
-        if first is None or nth is None:
-            return current
-        # One transaction's rows are never split: past the first, stop at the n-th's.
-        bound = int(nth) if int(nth) > int(first) else int(first) + 1
-        return snapshot_below(current, bound)
+        return fold_once(conn, PM_FOLD, self.cfg.max_fold_rows)
 
     def read_kpis(self, conn: psycopg.Connection) -> PmKpis:
         """The KPI gauges from the rollups and the cells' last sighting (one read snapshot)."""
