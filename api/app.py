@@ -11,12 +11,14 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from api.analytics import analytics_router
+from api.call_rollup import CallRollup
 from api.calls import calls_router
 from api.config import ApiSettings
-from api.metrics import IngestMetrics, KpiCollector
+from api.metrics import CallRollupMetrics, IngestMetrics, KpiCollector
 from api.pm_events import Bounds
 from api.pm_ingest import Ingest
-from api.pm_jobs import start_jobs, stop_jobs
+from api.pm_jobs import CALL_ROLLUP_JOB, start_jobs, stop_jobs
 from api.pm_rollup import Rollup, RollupSettings
 from api.pm_routes import pm_router
 from api.pm_store import Store
@@ -35,6 +37,7 @@ class Api:
     app: FastAPI
     rollup: Rollup
     metrics: IngestMetrics
+    call_rollup: CallRollup
 
 
 def build(
@@ -73,12 +76,25 @@ def build(
         clock,
     )
 
+    call_rollup = CallRollup(
+        url,
+        statement_timeout_s=max(settings.db_timeout, 60.0),
+        max_fold_rows=settings.max_fold_rows,
+        metrics=CallRollupMetrics(registry),
+        clock=clock,
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open()
         await reader.open()
         sched = (
-            start_jobs(rollup, settings.rollup_interval, settings.retention_interval)
+            start_jobs(
+                rollup,
+                settings.rollup_interval,
+                settings.retention_interval,
+                extra=[(CALL_ROLLUP_JOB, call_rollup.run, settings.rollup_interval)],
+            )
             if jobs
             else None
         )
@@ -87,6 +103,7 @@ def build(
         finally:
             if sched is not None:
                 stop_jobs(sched, rollup)
+            call_rollup.close()
             await store.close()
             await reader.close()
 
@@ -96,7 +113,11 @@ def build(
         settings=settings.http,
         ready_check=database_check(url, app="ecm-api-readyz"),
         token=token,
-        routers=[pm_router(Ingest(store, bounds, metrics, clock)), calls_router(reader, clock)],
+        routers=[
+            pm_router(Ingest(store, bounds, metrics, clock)),
+            calls_router(reader, clock),
+            analytics_router(reader, call_rollup, clock),
+        ],
         lifespan=lifespan,
     )
-    return Api(app, rollup, metrics)
+    return Api(app, rollup, metrics, call_rollup)

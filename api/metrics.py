@@ -170,3 +170,29 @@ def _top(name: str, text: str, cells: list[tuple[str, float]]) -> GaugeMetricFam
     for cell, value in cells:
         fam.add_metric((cell,), value)
     return fam
+
+
+class CallRollupMetrics:
+    """Self-metrics of the call rollup job (the analytics routes read its rollups)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rows = Counter(
+            "ecm_api_call_rollup_rows",
+            "Emergency calls folded into the per-minute call rollups.",
+            registry=registry,
+        )
+        self.failures = Counter(
+            "ecm_api_call_rollup_failures",
+            "Call rollup job runs that failed (the calls are folded by a later run).",
+            registry=registry,
+        )
+        self.last_success = Gauge(
+            "ecm_api_call_rollup_last_success_timestamp_seconds",
+            "Unix time of the last successful call rollup job run.",
+            registry=registry,
+        )
+        self.duration = Gauge(
+            "ecm_api_call_rollup_duration_seconds",
+            "Duration of the last call rollup job run, in seconds.",
+            registry=registry,
+        )

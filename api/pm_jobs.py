@@ -1,9 +1,10 @@
-"""The PM background jobs (APScheduler): the rollup every rollup_interval, retention every
+"""The background jobs (APScheduler): the rollup every rollup_interval, retention every
 retention_interval; stable ids, one instance at a time, coalesced, first runs at start-up."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -14,16 +15,22 @@ log = logging.getLogger(__name__)
 
 ROLLUP_JOB = "pm-rollup"
 RETENTION_JOB = "pm-retention"
+CALL_ROLLUP_JOB = "call-rollup"
+Job = tuple[str, Callable[[], object], float]
 
 
-def start_jobs(rollup: Rollup, rollup_s: float, retention_s: float) -> BackgroundScheduler:
-    """A started scheduler with both jobs."""
+def start_jobs(
+    rollup: Rollup, rollup_s: float, retention_s: float, extra: Sequence[Job] = ()
+) -> BackgroundScheduler:
+    """A started scheduler with both PM jobs and the extra (id, function, interval) jobs."""
     sched = BackgroundScheduler(timezone=UTC)
     now = datetime.now(UTC)
-    for job_id, func, seconds in (
+    jobs: list[Job] = [
         (ROLLUP_JOB, rollup.run, rollup_s),
         (RETENTION_JOB, rollup.retention, retention_s),
-    ):
+        *extra,
+    ]
+    for job_id, func, seconds in jobs:
         sched.add_job(
             func,
             "interval",

@@ -52,6 +52,7 @@ CREATE TABLE call_reasons_1m (
     calls          bigint NOT NULL,
     PRIMARY KEY (minute, tower_id, failure_reason)
 );
+CREATE INDEX call_reasons_1m_tower_idx ON call_reasons_1m (tower_id, minute);
 
 -- The snapshot the call rollups are complete up to (one row). It starts as '1:1:', a snapshot
 -- that sees no transaction: the job's first folds take every call already stored, in bounded
@@ -71,7 +72,8 @@ REVOKE ALL ON call_rollup_1m, call_rollup_1m_total, call_reasons_1m, call_rollup
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ecm_api_rw') THEN
-        GRANT SELECT, INSERT, UPDATE, DELETE ON call_rollup_1m, call_rollup_1m_total,
+        -- TRUNCATE: a rebuild empties the rollups (api/call_rollup_sql.py RESET).
+        GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON call_rollup_1m, call_rollup_1m_total,
             call_reasons_1m TO ecm_api_rw;
         GRANT SELECT, UPDATE ON call_rollup_state TO ecm_api_rw;
         -- The rollup job reads new calls by txid.

@@ -104,6 +104,7 @@ def serve_api(test_db: EcmDb, api_login: str) -> Iterator[Callable[..., Served]]
         client.close()
         srv.stop()
         api.rollup.close()
+        api.call_rollup.close()
 
 
 @pytest.fixture
