@@ -52,7 +52,8 @@ class CallPage(BaseModel):
 
 
 class Tower(BaseModel):
-    """A tower, its region and its last hour of calls."""
+    """A tower, its region and its calls of the last 60 minutes (the current one included),
+    from the call rollups."""
 
     tower_id: str
     region: str
@@ -228,7 +229,8 @@ def calls_router(reader: Reader, clock: Clock) -> APIRouter:
             if not text.startswith("t1:"):
                 raise _bad_cursor()
             after = text[3:]
-        since = datetime.fromtimestamp(clock.time() - HOUR_S, UTC)
+        # The last hour is the 60 minutes of rollups up to the current one.
+        since = datetime.fromtimestamp((clock.time() - HOUR_S) // 60 * 60 + 60, UTC)
         params = {"after_tower": after, "region": region, "limit": limit + 1, "since": since}
         rows = await reader.rows(calls_sql.TOWERS_PAGE, params)
         items = [_tower(r) for r in rows[:limit]]

@@ -45,7 +45,8 @@ SELECT EXISTS (SELECT 1 FROM towers WHERE tower_id = %(tower)s)
                   ORDER BY tower_id, "timestamp" DESC LIMIT 1), false)
 """
 
-# A page of towers by id with their last-hour numbers (the tower index bounds each tower's read).
+# A page of towers by id with their last-hour numbers from the per-minute call rollups (the
+# (tower_id, minute) index: 60 rows a tower), never raw calls.
 TOWERS_PAGE: LiteralString = """
 WITH t AS (
     SELECT tower_id, region FROM towers
@@ -54,9 +55,8 @@ WITH t AS (
 )
 SELECT t.tower_id, t.region, h.calls, h.failed, h.latency_sum
   FROM t CROSS JOIN LATERAL (
-       SELECT count(*) AS calls, count(*) FILTER (WHERE c.status = 'FAILED') AS failed,
-              sum(c.latency_ms) AS latency_sum
-         FROM emergency_calls c
-        WHERE c.tower_id = t.tower_id AND c."timestamp" >= %(since)s) h
+       SELECT sum(r.calls) AS calls, sum(r.failed) AS failed, sum(r.latency_sum) AS latency_sum
+         FROM call_rollup_1m r
+        WHERE r.tower_id = t.tower_id AND r.minute >= %(since)s) h
  ORDER BY t.tower_id
 """
