@@ -1,4 +1,4 @@
-"""ecm-api: the ECM HTTP API (POST /v1/events/pm, /metrics, /healthz, /readyz, /docs)."""
+"""ecm-api: the ECM HTTP API (PM ingest, calls, analytics, alert rules; /metrics, /docs)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,10 @@ OPTIONS: dict[str, str] = {
     "--rollup-retention": "5-minute rollups older than this are deleted (default 400d)",
     "--retention-interval": "how often retention runs (default 5m)",
     "--retention-batch-rows": "rows per retention DELETE (default 10000)",
+    "--rules-dir": "directory of the user rules file ecm_user_rules.yml (none: rules read-only)",
+    "--prometheus-url": "Prometheus to reload after a rule change (POST /-/reload)",
+    "--promtool": "promtool that checks rules before they are installed (default: on PATH)",
+    "--runbook-base-url": "where docs/runbooks/ is served, for the rules' runbook links",
     "--log-level": "DEBUG, INFO, WARNING or ERROR",
     "--log-format": "text or json",
 }

@@ -23,6 +23,8 @@ from api.pm_rollup import Rollup, RollupSettings
 from api.pm_routes import pm_router
 from api.pm_store import Store
 from api.reader import Reader
+from api.rules_api import Rules, rules_router
+from api.rules_render import RulesFile
 from ecm_common.clock import Clock, SystemClock
 from ecm_common.service import create_app, database_check
 from ecm_common.slo_pm import PM_SLO, PmSlo
@@ -84,6 +86,20 @@ def build(
         clock=clock,
     )
 
+    rules_file = (
+        RulesFile(
+            settings.rules_dir, prometheus_url=settings.prometheus_url, promtool=settings.promtool
+        )
+        if settings.rules_dir is not None
+        else None
+    )
+    rules = Rules(
+        url,
+        timeout_s=settings.db_timeout,
+        file=rules_file,
+        runbook_base_url=settings.runbook_base_url,
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open()
@@ -117,6 +133,7 @@ def build(
             pm_router(Ingest(store, bounds, metrics, clock)),
             calls_router(reader, clock),
             analytics_router(reader, call_rollup, clock),
+            rules_router(rules),
         ],
         lifespan=lifespan,
     )

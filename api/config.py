@@ -6,6 +6,7 @@ the file named by ECM_API_TOKEN_FILE.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, ClassVar
 
 from pydantic import Field, model_validator
@@ -64,6 +65,13 @@ class ApiSettings(StrictModel):
     rollup_retention: Seconds = Field(400 * DAY_S, ge=DAY_S, le=3650 * DAY_S)
     retention_interval: Seconds = Field(300.0, ge=10, le=DAY_S)
     retention_batch_rows: Annotated[int, Field(ge=100, le=1_000_000)] = 10_000
+    # Alert rules at run time (/v1/rules): the directory Prometheus reads rules from (the user
+    # rules file is written there), the Prometheus to reload, promtool (default: on PATH), and
+    # where docs/runbooks/ is served. No rules_dir: rules can be read, not changed.
+    rules_dir: Path | None = None
+    prometheus_url: Annotated[str, Field(pattern=r"^https?://[^\s]{1,200}$")] | None = None
+    promtool: str | None = None
+    runbook_base_url: Annotated[str, Field(min_length=1, max_length=300)] = "docs/runbooks"
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "text"
 

@@ -1,5 +1,5 @@
 -- The ECM API's read side (issue 13): indexes for keyset pages of emergency calls, per-minute
--- call rollups kept incrementally from new rows only, and run-time alert rules.
+-- call rollups kept incrementally from new rows only, and alert rules changed at run time.
 --
 -- The API reads calls and towers as ecm_reader (its pool sets role ecm_reader on connect, so a
 -- read request cannot write even through a bug): ecm_api_rw becomes a member of ecm_reader.
@@ -66,8 +66,30 @@ CREATE TABLE call_rollup_state (
 );
 INSERT INTO call_rollup_state (snapshot) VALUES ('1:1:');
 
-REVOKE ALL ON call_rollup_1m, call_rollup_1m_total, call_reasons_1m, call_rollup_state
-    FROM PUBLIC;
+-- Alert rules users change at run time (api/rules_*.py): the structured rule as JSON, rendered
+-- by the API into a Prometheus rule file. Every change is kept in alert_rule_versions.
+CREATE TABLE alert_rules (
+    rule_id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name       text NOT NULL UNIQUE CHECK (name ~ '^[A-Z][A-Za-z0-9]{1,63}$'),
+    spec       jsonb NOT NULL CHECK (jsonb_typeof(spec) = 'object'),
+    enabled    boolean NOT NULL DEFAULT true,
+    version    integer NOT NULL DEFAULT 1,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    updated_by text NOT NULL
+);
+CREATE TABLE alert_rule_versions (
+    rule_id    bigint NOT NULL,
+    version    integer NOT NULL,
+    action     text NOT NULL CHECK (action IN ('create', 'update', 'delete')),
+    spec       jsonb NOT NULL,
+    changed_by text NOT NULL,
+    changed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (rule_id, version)
+);
+
+REVOKE ALL ON call_rollup_1m, call_rollup_1m_total, call_reasons_1m, call_rollup_state,
+    alert_rules, alert_rule_versions FROM PUBLIC;
 
 DO $$
 BEGIN
@@ -76,6 +98,8 @@ BEGIN
         GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON call_rollup_1m, call_rollup_1m_total,
             call_reasons_1m TO ecm_api_rw;
         GRANT SELECT, UPDATE ON call_rollup_state TO ecm_api_rw;
+        GRANT SELECT, INSERT, UPDATE, DELETE ON alert_rules TO ecm_api_rw;
+        GRANT SELECT, INSERT ON alert_rule_versions TO ecm_api_rw;
         -- The rollup job reads new calls by txid.
         GRANT SELECT ON emergency_calls, towers TO ecm_api_rw;
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ecm_reader') THEN
@@ -83,12 +107,12 @@ BEGIN
         END IF;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ecm_reader') THEN
-        GRANT SELECT ON call_rollup_1m, call_rollup_1m_total, call_reasons_1m, call_rollup_state
-            TO ecm_reader;
+        GRANT SELECT ON call_rollup_1m, call_rollup_1m_total, call_reasons_1m, call_rollup_state,
+            alert_rules, alert_rule_versions TO ecm_reader;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ecm_writer') THEN
-        REVOKE ALL ON call_rollup_1m, call_rollup_1m_total, call_reasons_1m, call_rollup_state
-            FROM ecm_writer;
+        REVOKE ALL ON call_rollup_1m, call_rollup_1m_total, call_reasons_1m, call_rollup_state,
+            alert_rules, alert_rule_versions FROM ecm_writer;
     END IF;
 END
 $$;
