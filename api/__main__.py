@@ -8,6 +8,7 @@ import sys
 
 from prometheus_client import CollectorRegistry
 
+from api import cli_rules
 from api.config import DEFAULT_PORT, TOKEN_ENV, ApiSettings
 from ecm_common.cli import Parser, run
 from ecm_common.config import check_listen, load_config, option_names
@@ -88,8 +89,10 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point."""
+    """Console-script entry point; `rules` and `rebuild-rollups` are api/cli_rules.py."""
     args = sys.argv[1:] if argv is None else argv
+    if cli_rules.is_command(args):
+        return run(lambda: cli_rules.main(args, PROG), PROG)
     return run(lambda: _main(args), PROG)
 
 

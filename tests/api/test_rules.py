@@ -198,3 +198,37 @@ def test_rule_changes_need_the_token_a_directory_and_a_free_name(
     assert again.status_code == 409 and "name" in again.json()["detail"]
     assert s.client.put("/v1/rules/999", json=RULE, headers=AUTH).status_code == 404
     assert s.client.delete("/v1/rules/999", headers=AUTH).status_code == 404
+
+
+def test_cli_adds_lists_and_removes_rules_over_the_api(
+    serve_api: Callable[..., Served],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from api.__main__ import main
+
+    s = serve_api(token=TOKEN, rules_dir=str(tmp_path))
+    base = ["--api-url", str(s.client.base_url)]
+    rule_file = tmp_path / "rule.yaml"
+    rule_file.write_text(yaml.safe_dump(RULE))
+    assert main([*base, "rules", "add", str(rule_file)]) == 1  # no token: 401
+    assert "401" in capsys.readouterr().err
+    monkeypatch.setenv("ECM_API_TOKEN", TOKEN)
+    assert main([*base, "rules", "add", str(rule_file)]) == 0
+    rid = capsys.readouterr().out.split("\t")[0]
+    assert main([*base, "rules", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert listed.startswith(f"{rid}\tEcmRuleNorthFailures\tcritical\tenabled\t")
+    rule_file.write_text(yaml.safe_dump({**RULE, "name": "Other", "threshold": 7}))
+    assert main([*base, "rules", "add", str(rule_file)]) == 2
+    err = capsys.readouterr().err
+    assert "422" in err and "ratio" in err and len(err.strip().splitlines()) == 1
+    assert main([*base, "rules", "rm", rid]) == 0
+    assert f"deleted {rid}" in capsys.readouterr().out
+    assert main([*base, "rules", "rm", rid]) == 2
+    assert "404" in capsys.readouterr().err
+    assert main([*base, "rebuild-rollups"]) == 0
+    assert capsys.readouterr().out.strip() == "rebuilding"
+    assert main(["--api-url", "http://127.0.0.1:9", "rules", "list"]) == 1
+    assert "cannot reach the API" in capsys.readouterr().err
