@@ -299,10 +299,11 @@ def refuse_secret_flags(flags: Mapping[str, Any]) -> None:
     """ConfigError for a password given on the command line, where `ps` shows it to every user."""
     for key, value in flags.items():
         if isinstance(value, str) and redact(value) != value:
+            flag = "--" + key.replace("_", "-")
             raise ConfigError(
-                f"command line: --{key.replace('_', '-')} carries a password, which any user of this machine can read "
-                f"in the process list; give it in {ENV_PREFIX}{key.upper()}, a configuration "
-                "file or ~/.pgpass (PGPASSWORD) instead"
+                f"command line: {flag} carries a password, which any user of this machine can "
+                f"read in the process list; give it in {ENV_PREFIX}{key.upper()}, a "
+                "configuration file or ~/.pgpass (PGPASSWORD) instead"
             )
 
 
