@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import broadcast, data, memory, pager, pm, refresh, scale, served, writer
+from bench import api_calls, broadcast, data, memory, pager, pm, refresh, scale, served, writer
 from bench.plan import FULL, QUICK, Plan
 from bench.report import Row, machine, markdown, plot, table
 from bench.results import load_rows, memory_rows, qe_rows, refresh_rows, scrape_rows, writer_rows
@@ -123,6 +123,10 @@ def measure_all(plan: Plan, out_dir: Path, command: str) -> tuple[list[Row], str
         scaled = scale.run(db.url, scale.QUICK_SCALE if plan.quick else scale.FULL_SCALE)
         log.warning("10 SMS broadcast queue against raw UPDATEs, senders scaling")
         sms = broadcast.run(db.url, broadcast.QUICK_PLAN if plan.quick else broadcast.FULL_PLAN)
+        log.warning("11 API calls pages and analytics summaries (empties the calls first)")
+        calls_api = api_calls.run(
+            db.url, api_calls.QUICK_PLAN if plan.quick else api_calls.FULL_PLAN
+        )
 
     png = out_dir / PLOT_NAME
     missing = plot(points, png)
@@ -135,7 +139,8 @@ def measure_all(plan: Plan, out_dir: Path, command: str) -> tuple[list[Row], str
     rows += pm.pm_rows(pm_result)
     rows += scale.rows(scaled)
     rows += broadcast.rows(sms)
-    notes = [*NOTES, pager.NOTE, pm.NOTE, scale.NOTE, broadcast.NOTE]
+    rows += api_calls.rows(calls_api)
+    notes = [*NOTES, pager.NOTE, pm.NOTE, scale.NOTE, broadcast.NOTE, api_calls.NOTE]
     doc = markdown(rows, mach, command, notes, None if missing else PLOT_NAME)
     return rows, doc
 
