@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: lock demo test fuzz bench bench-quick lint format rules dashboards clean \
+.PHONY: lock demo test fuzz bench bench-quick lint format rules dashboards detect clean \
 	run-producer run-senders run-sender run-monitor
 
 # One venv for every target: the dev tools, and the embedded PostgreSQL that `make demo` falls
@@ -52,6 +52,11 @@ rules: $(STAMP)
 dashboards: $(STAMP)
 	$(PY) -m stack.dashboards
 	$(PY) -m stack.dashboards_pm
+
+# Detection and reset times of every scenario (promtool, committed rules and timings) into
+# docs/DETECTION.md.
+detect: $(STAMP)
+	$(PY) -m tests.stack.detection.report --write
 
 # The SMS broadcast, as the seed ran it (README "SMS broadcast"); ECM_DATABASE_URL names the
 # database. MESSAGE_COUNT, SENDER_MEAN_TIME, SENDER_FAILURE_RATE and MONITOR_INTERVAL are read

@@ -87,6 +87,8 @@ class Slo:
     latency_page_min_calls: int = 100
     latency_ticket_min_calls: int = 1000
     burn_min_calls: int = 200
+    # Failed calls a tower's short window needs to confirm a longer window's verdict.
+    tower_confirm_failed: int = 2
     # Silence: a window with no call at all is an outage once the usual traffic (the last hour's
     # rate) would have brought this many calls into it (e^-15: about 3e-7 by chance).
     silence_expected_calls: float = 15.0

@@ -231,6 +231,13 @@ def _adaptive(
     for w in p.detect_windows:
         c = p.confirm(w)
         confirm = "" if c == w else f"\nand\n  {metric.format(w=c)} > {num(thr)}"
+        if confirm and level == "tower":
+            # A quiet tower's short window holds a call or two: one chance failure there is
+            # no confirmation, two are (the baseline makes two in 2 minutes very unlikely).
+            confirm += (
+                f"\nand on ({on})\n  tower:ecm_calls_failed:rate{c} * {_seconds(c)} >= "
+                f"{p.slo.tower_confirm_failed}"
+            )
         parts.append(
             f"(\n  {metric.format(w=w)} > {num(thr)}{confirm}\nand on ({on})\n"
             f"  {level}:ecm_calls:increase{w} >= {min_calls}\n)"

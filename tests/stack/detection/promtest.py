@@ -156,10 +156,10 @@ def checks(case: Case, timing: Timing) -> list[dict[str, Any]]:
             }
         )
     # No group (alert and severity, as Alertmanager groups them) starts firing so late that its
-    # page would reach a receiver after the end; a tower joining a group that is already open
-    # updates that page.
-    late = te + RESOLVE_WITHIN_S
-    back = RESOLVE_WITHIN_S + timing.notify_s
+    # page would reach a receiver after the end, up to the end of the run; a tower joining a
+    # group that is already open updates that page.
+    late = timing.scrape_s * int(case.until_s // timing.scrape_s)
+    back = late - te + timing.notify_s
     by = "max by (alertname, severity)"
     out.append(
         {
@@ -180,20 +180,28 @@ def checks(case: Case, timing: Timing) -> list[dict[str, Any]]:
     return out
 
 
-def measure_expr(case: Case, timing: Timing) -> tuple[str, str]:
-    """An expression (and its time): every alert's first firing second after the incident's
-    start and last firing second after its end (after 0 for a quiet run)."""
+# promtool's unit tests load at most 10000 samples per query: measure in slices of this length.
+MEASURE_SLICE_S = 300
+
+
+def measure_checks(case: Case, timing: Timing) -> list[dict[str, Any]]:
+    """Expressions giving every alert's first firing second after the incident's start and its
+    last firing second after the end (after 0 for a quiet run), one per slice of the run."""
     until = timing.scrape_s * int(case.until_s // timing.scrape_s)
     t0, te = case.start_s or 0, case.end_s or 0
     sub = f"timestamp(ALERTS{{{FIRING}}})"
-    rng = f"[{_s(until)}:{_s(timing.eval_s)}]"
-    first = f"min by (alertname, severity) (min_over_time(({sub} - {t0:g}){rng}))"
-    last = f"max by (alertname, severity) (max_over_time(({sub} - {te:g}){rng}))"
-    return (
-        f'label_replace({first}, "edge", "first", "", "")'
-        f' or label_replace({last}, "edge", "last", "", "")',
-        _s(until),
-    )
+    rng = f"[{_s(MEASURE_SLICE_S)}:{_s(timing.eval_s)}]"
+    by = "by (alertname, severity)"
+    out = []
+    at = float(MEASURE_SLICE_S)
+    while at < until + MEASURE_SLICE_S:
+        for expr in (
+            f"min_over_time((min {by} ({sub}) - {t0:g}){rng})",
+            f"max_over_time((max {by} ({sub}) - {te:g}){rng})",
+        ):
+            out.append({"expr": expr, "eval_time": _s(min(at, until)), "exp_samples": []})
+        at += MEASURE_SLICE_S
+    return out
 
 
 def test_file(cases: list[Case], timing: Timing, rules_dir: Path = RULES_DIR) -> dict[str, Any]:
@@ -227,22 +235,28 @@ _GOT = re.compile(r"\{([^}]*)\} ([0-9.eE+-]+)")
 def measure(
     promtool: str, case: Case, timing: Timing, path: Path, rules_dir: Path = RULES_DIR
 ) -> dict[tuple[str, str], tuple[float, float]]:
-    """(alertname, severity) -> (first, last) firing second in the case, as promtool answers."""
-    expr, at = measure_expr(case, timing)
+    """(alertname, severity) -> (first, last) firing second in the case, as promtool answers
+    (the expressions expect nothing, so promtool prints what it got)."""
     saved = case.checks
-    case.checks = [{"expr": expr, "eval_time": at, "exp_samples": []}]
+    case.checks = measure_checks(case, timing)
     try:
         proc = run(promtool, test_file([case], timing, rules_dir), path)
     finally:
         case.checks = saved
-    out: dict[tuple[str, str], list[float]] = {}
-    got = proc.stdout.split("got:", 1)[1] if "got:" in proc.stdout else ""
-    for labels, value in _GOT.findall(got):
-        lab = dict(re.findall(r'(\w+)="([^"]*)"', labels))
-        key = (lab.get("alertname", ""), lab.get("severity", ""))
-        pair = out.setdefault(key, [0.0, 0.0])
-        pair[0 if lab.get("edge") == "first" else 1] = float(value)
-    return {k: (v[0], v[1]) for k, v in out.items()}
+    first: dict[tuple[str, str], float] = {}
+    last: dict[tuple[str, str], float] = {}
+    text = proc.stdout + proc.stderr  # promtool writes failures to stderr
+    for block in text.split("expr: ")[1:]:
+        is_first = block.startswith('"min_over_time')
+        got = block.split("got:", 1)[1] if "got:" in block else ""
+        for labels, value in _GOT.findall(got):
+            lab = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+            key = (lab.get("alertname", ""), lab.get("severity", ""))
+            if is_first:
+                first[key] = min(first.get(key, float(value)), float(value))
+            else:
+                last[key] = max(last.get(key, float(value)), float(value))
+    return {k: (first[k], last.get(k, float("nan"))) for k in first}
 
 
 __all__ = ["DATA_ALERTS", "Case", "measure", "quiet_case", "run", "scenario_case", "test_file"]
