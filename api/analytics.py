@@ -126,6 +126,22 @@ def window(start: datetime | None, end: datetime | None, clock: Clock) -> tuple[
     return frm, to
 
 
+def _inner(frm: datetime, to: datetime, size_s: int) -> tuple[datetime, datetime]:
+    """The whole size_s periods (epoch-aligned) inside [frm, to), or an empty range at to."""
+    lo = -(-frm.timestamp() // size_s) * size_s
+    hi = to.timestamp() // size_s * size_s
+    if lo >= hi:
+        return to, to
+    return datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC)
+
+
+def levels(frm: datetime, to: datetime) -> dict[str, datetime]:
+    """Bounds of the whole hours and whole days inside [frm, to) (analytics_sql._LEVELS)."""
+    h_lo, h_hi = _inner(frm, to, 3600)
+    d_lo, d_hi = _inner(h_lo, h_hi, 86400) if h_lo < h_hi else (h_hi, h_hi)
+    return {"h_lo": h_lo, "h_hi": h_hi, "d_lo": d_lo, "d_hi": d_hi}
+
+
 def _ratio(num: Any, den: int) -> float | None:
     return float(num) / den if den and num is not None else None
 
@@ -139,7 +155,7 @@ def analytics_router(reader: Reader, rollup: CallRollup, clock: Clock) -> APIRou
     )
     async def summary(start: From = None, to: To = None, tower: Tower = None) -> Summary:
         frm, end = window(start, to, clock)
-        params = {"from": frm, "to": end, "tower": tower}
+        params = {"from": frm, "to": end, "tower": tower, **levels(frm, end)}
         rows = await reader.rows(q.SUMMARY_TOWER if tower else q.SUMMARY_ALL, params)
         calls = failed = 0
         latency_sum: Any = None

@@ -1,8 +1,9 @@
 """The SQL of the analytics routes: the per-minute call rollups only, never raw calls.
 
-Network-wide questions read call_rollup_1m_total (one row a minute); a tower's read
-call_rollup_1m through its (tower_id, minute) index. Each answer is one statement, one snapshot,
-so the counts and the histogram of an answer agree.
+Network-wide summaries read whole days and hours from call_rollup_coarse_total and the edges
+from call_rollup_1m_total; other network-wide questions read call_rollup_1m_total (one row a
+minute); a tower's read call_rollup_1m through its (tower_id, minute) index. Each answer is
+one statement, one snapshot, so the counts and the histogram of an answer agree.
 """
 
 from __future__ import annotations
@@ -15,12 +16,36 @@ _TOWER: LiteralString = (
 )
 
 
-def _summary(source: LiteralString) -> LiteralString:
+_COLS: LiteralString = "SELECT calls, failed, latency_sum, hist_bucket, hist_calls FROM "
+
+# Network-wide rows of [from, to): whole days [d_lo, d_hi), the whole hours around them
+# [h_lo, d_lo) and [d_hi, h_hi), the minutes around those [from, h_lo) and [h_hi, to); an empty
+# level has lo = hi at the next level's edge (api/analytics.py levels()). A 30-day range reads
+# at most 30 days, 46 hours and 118 minutes.
+_LEVELS: LiteralString = (
+    _COLS
+    + """call_rollup_coarse_total
+ WHERE grain = 86400 AND start >= %(d_lo)s AND start < %(d_hi)s
+UNION ALL
+"""
+    + _COLS
+    + """call_rollup_coarse_total
+ WHERE grain = 3600 AND ((start >= %(h_lo)s AND start < %(d_lo)s)
+                         OR (start >= %(d_hi)s AND start < %(h_hi)s))
+UNION ALL
+"""
+    + _COLS
+    + """call_rollup_1m_total
+ WHERE (minute >= %(from)s AND minute < %(h_lo)s) OR (minute >= %(h_hi)s AND minute < %(to)s)"""
+)
+
+
+def _summary(rows: LiteralString) -> LiteralString:
     # First row: bucket NULL and the sums; then one row per histogram bucket.
     return (
         """
-WITH r AS (SELECT calls, failed, latency_sum, hist_bucket, hist_calls FROM """
-        + source
+WITH r AS MATERIALIZED ("""
+        + rows
         + """)
 SELECT NULL::smallint, sum(calls), sum(failed), sum(latency_sum) FROM r
 UNION ALL
@@ -30,8 +55,8 @@ UNION ALL
     )
 
 
-SUMMARY_ALL = _summary(_ALL)
-SUMMARY_TOWER = _summary(_TOWER)
+SUMMARY_ALL = _summary(_LEVELS)
+SUMMARY_TOWER = _summary(_COLS + _TOWER)
 
 
 def _series(source: LiteralString) -> LiteralString:

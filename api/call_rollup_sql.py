@@ -37,6 +37,11 @@ _MERGE_HIST: LiteralString = """
                                   k.hist_calls || EXCLUDED.hist_calls) AS u(b, n)
                      GROUP BY u.b) AS m)"""
 
+_GRAINS: LiteralString = "(VALUES (3600), (86400)) AS g(grain)"
+_START: LiteralString = (
+    "date_bin(make_interval(secs => g.grain), minute, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
+)
+
 # Answers (calls folded, tower minutes touched).
 FOLD: LiteralString = (
     """
@@ -72,17 +77,45 @@ WITH new AS MATERIALIZED (
     + _MERGE_HIST
     + """
     RETURNING 1
+), tot_sums AS MATERIALIZED (
+    SELECT minute, sum(calls) AS calls, sum(failed) AS failed, sum(latency_sum) AS latency_sum
+      FROM per_tower GROUP BY minute
+), tot_hist AS MATERIALIZED (
+    SELECT minute, b, sum(n)::int AS n FROM hist GROUP BY minute, b
 ), total AS (
     INSERT INTO call_rollup_1m_total AS k
            (minute, calls, failed, latency_sum, hist_bucket, hist_calls)
     SELECT s.minute, s.calls, s.failed, s.latency_sum, h.hb, h.hc
-      FROM (SELECT minute, sum(calls) AS calls, sum(failed) AS failed,
-                   sum(latency_sum) AS latency_sum
-              FROM per_tower GROUP BY minute) AS s
+      FROM tot_sums AS s
       JOIN (SELECT minute, array_agg(b ORDER BY b) AS hb, array_agg(n ORDER BY b) AS hc
-              FROM (SELECT minute, b, sum(n)::int AS n FROM hist GROUP BY minute, b) AS t
-             GROUP BY minute) AS h USING (minute)
+              FROM tot_hist GROUP BY minute) AS h USING (minute)
     ON CONFLICT (minute) DO UPDATE SET
+        calls = k.calls + EXCLUDED.calls,
+        failed = k.failed + EXCLUDED.failed,
+        latency_sum = k.latency_sum + EXCLUDED.latency_sum,"""
+    + _MERGE_HIST
+    + """
+    RETURNING 1
+), coarse AS (
+    INSERT INTO call_rollup_coarse_total AS k
+           (grain, start, calls, failed, latency_sum, hist_bucket, hist_calls)
+    SELECT s.grain, s.start, s.calls, s.failed, s.latency_sum, h.hb, h.hc
+      FROM (SELECT g.grain, """
+    + _START
+    + """ AS start, sum(calls) AS calls, sum(failed) AS failed,
+                   sum(latency_sum) AS latency_sum
+              FROM tot_sums, """
+    + _GRAINS
+    + """ GROUP BY 1, 2) AS s
+      JOIN (SELECT grain, start, array_agg(b ORDER BY b) AS hb, array_agg(n ORDER BY b) AS hc
+              FROM (SELECT g.grain, """
+    + _START
+    + """ AS start, b, sum(n)::int AS n
+                      FROM tot_hist, """
+    + _GRAINS
+    + """ GROUP BY 1, 2, 3) AS c
+             GROUP BY grain, start) AS h USING (grain, start)
+    ON CONFLICT (grain, start) DO UPDATE SET
         calls = k.calls + EXCLUDED.calls,
         failed = k.failed + EXCLUDED.failed,
         latency_sum = k.latency_sum + EXCLUDED.latency_sum,"""
@@ -113,7 +146,7 @@ UPDATE call_rollup_state
 RESET: tuple[LiteralString, ...] = (
     "UPDATE call_rollup_state SET snapshot = '1:1:', rows_folded = 0, rebuilt_at = now(),"
     " updated_at = now()",
-    "TRUNCATE call_rollup_1m, call_rollup_1m_total, call_reasons_1m",
+    "TRUNCATE call_rollup_1m, call_rollup_1m_total, call_rollup_coarse_total, call_reasons_1m",
 )
 
 STATE: LiteralString = """

@@ -62,6 +62,19 @@ def test_summary_matches_the_raw_calls(served: Served) -> None:
     assert_matches_raw(served, summary(served, tower="TOWER_4"), "AND tower_id = 'TOWER_4'")
 
 
+def test_summary_over_days_hours_and_minutes_matches_the_raw_calls(served: Served) -> None:
+    # A call a minute for about 3.5 days; the range has ragged minute edges around whole hours
+    # and whole days, so every level of the network-wide summary is read.
+    add_calls(served.db.url, 5000, spacing_s=61.0)
+    fold(served)
+    frm, to = "2026-05-25T23:17:00Z", "2026-05-28T20:03:30Z"
+    body = served.client.get("/v1/analytics/summary", params={"from": frm, "to": to}).json()
+    ((calls, failed, avg, p95),) = raw(served, RAW_SUMMARY.format(extra=""), (frm, to))
+    assert (body["calls"], body["failed"]) == (calls, failed) and calls > 4000
+    assert body["avg_latency_ms"] == pytest.approx(float(avg))
+    assert body["p95_latency_ms"] == pytest.approx(p95, rel=0.01)
+
+
 def test_p95_within_one_percent_of_percentile_cont_on_skewed_latencies(served: Served) -> None:
     with psycopg.connect(served.db.url) as conn:
         conn.execute(
@@ -110,6 +123,7 @@ def test_rollups_survive_a_restart_and_are_rebuilt_on_demand(
     # Rollups gone wrong (a bad restore, a bug) are rebuilt from the raw calls.
     with psycopg.connect(second.db.url) as conn:
         conn.execute("UPDATE call_rollup_1m_total SET calls = calls + 1000")
+        conn.execute("UPDATE call_rollup_coarse_total SET calls = calls + 1000")
     assert summary(second)["calls"] != 600
     assert second.client.post("/v1/analytics/rebuild").status_code == 401
     resp = second.client.post("/v1/analytics/rebuild", headers={"Authorization": "Bearer w-token"})

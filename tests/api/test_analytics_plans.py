@@ -11,6 +11,7 @@ import pytest
 from psycopg import sql
 
 from api import analytics_sql as q
+from api.analytics import levels
 from tests.api.calls_data import add_calls
 from tests.api.conftest import NOW
 from tests.fixtures.postgres import EcmDb
@@ -26,10 +27,14 @@ INSERT INTO call_rollup_1m (minute, tower_id, calls, failed, latency_sum, hist_b
 SELECT to_timestamp({end} - m * 60), 'TOWER_' || t, 10, 1, 5000,
        ARRAY[100, 200]::smallint[], ARRAY[5, 5]
   FROM generate_series(1, 43200) m, generate_series(1, 4) t;
+INSERT INTO call_rollup_coarse_total (grain, start, calls, failed, latency_sum, hist_bucket,
+       hist_calls)
+SELECT g, to_timestamp({end} - m * g), 10, 1, 5000, ARRAY[100, 200]::smallint[], ARRAY[5, 5]
+  FROM generate_series(1, 720) m, (VALUES (3600), (86400)) AS v(g) WHERE m * g <= 30 * 86400;
 INSERT INTO call_reasons_1m (minute, tower_id, failure_reason, calls)
 SELECT to_timestamp({end} - m * 60), 'TOWER_' || t, 'PSAP_BUSY', 1
   FROM generate_series(1, 43200) m, generate_series(1, 4) t;
-ANALYZE call_rollup_1m_total, call_rollup_1m, call_reasons_1m;
+ANALYZE call_rollup_1m_total, call_rollup_1m, call_rollup_coarse_total, call_reasons_1m;
 """
 QUERIES = {
     "summary": q.SUMMARY_ALL,
@@ -46,6 +51,7 @@ QUERIES = {
 
 def plans(conn: psycopg.Connection, span: timedelta) -> dict[str, str]:
     params: dict[str, Any] = {
+        **levels(END - span, END),
         "from": END - span,
         "to": END,
         "tower": "TOWER_2",
