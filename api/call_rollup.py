@@ -15,9 +15,10 @@ import time
 import psycopg
 
 from api import call_rollup_sql as q
+from api.job_conn import JobConnection
 from api.metrics import CallRollupMetrics
 from ecm_common.clock import Clock
-from ecm_common.db import CONNECT_TIMEOUT_S, describe
+from ecm_common.db import describe
 from ecm_common.folds import FoldSql, fold_once
 
 log = logging.getLogger(__name__)
@@ -45,23 +46,11 @@ class CallRollup:
         self.max_fold_rows = max_fold_rows
         self.metrics = metrics
         self.clock = clock
-        self.conn: psycopg.Connection | None = None
-
-    def _connection(self) -> psycopg.Connection:
-        if self.conn is None or self.conn.closed:
-            self.conn = psycopg.connect(
-                self.url,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                application_name="ecm-api-call-rollup",
-                options=f"-c statement_timeout={int(self.statement_timeout_s * 1000)}",
-            )
-        return self.conn
+        self.job = JobConnection(url, "ecm-api-call-rollup", statement_timeout_s)
 
     def close(self) -> None:
         """Close the job's connection."""
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        self.job.close()
 
     def run(self, max_folds: int = MAX_FOLDS_PER_RUN) -> bool:
         """One job run: up to max_folds bounded folds; failures become metrics and a log line.
@@ -69,7 +58,7 @@ class CallRollup:
         start = time.perf_counter()
         folded, complete = 0, False
         try:
-            conn = self._connection()
+            conn = self.job.get()
             for _ in range(max_folds):
                 n, complete = fold_once(conn, CALL_FOLD, self.max_fold_rows)
                 folded += n
@@ -77,7 +66,7 @@ class CallRollup:
                 if complete:
                     break
         except psycopg.errors.SerializationFailure:
-            self._rollback()
+            self.job.rollback()
             log.info("the call rollups changed meanwhile (a rebuild or a replica); next run")
             return False
         except psycopg.Error as exc:
@@ -90,21 +79,16 @@ class CallRollup:
         log.debug("call rollup folded %d calls", folded)
         return complete
 
-    def _rollback(self) -> None:
-        if self.conn is not None and not self.conn.closed:
-            self.conn.rollback()
-
     def reset(self) -> None:
         """Empty the rollups and set their snapshot back: the next folds take every call.
 
         On a connection of its own: the job's may be inside a fold in another thread."""
-        with psycopg.connect(
-            self.url,
-            autocommit=False,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            application_name="ecm-api-call-rollup-reset",
-            options=f"-c statement_timeout={int(self.statement_timeout_s * 1000)}",
-        ) as conn:
-            for statement in q.RESET:
-                conn.execute(statement)
+        job = JobConnection(self.url, "ecm-api-call-rollup-reset", self.statement_timeout_s)
+        try:
+            conn = job.get()
+            with conn.transaction():
+                for statement in q.RESET:
+                    conn.execute(statement)
+        finally:
+            job.close()
         log.info("call rollups reset: every stored call is folded again")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import LiteralString
 
+from ecm_common.folds import fold_bound
 from ecm_common.latency import BUCKET_SQL
 from ecm_common.snapshots import COMMITTED_SINCE, VISIBLE_UPTO
 
@@ -18,16 +19,7 @@ FOLD_STATE: LiteralString = """
 SELECT snapshot::text, pg_current_snapshot()::text FROM call_rollup_state FOR UPDATE
 """
 
-FOLD_BOUND: LiteralString = (
-    """
-SELECT (SELECT txid::text FROM emergency_calls WHERE """
-    + COMMITTED_SINCE
-    + """ ORDER BY txid LIMIT 1),
-       (SELECT txid::text FROM emergency_calls WHERE """
-    + COMMITTED_SINCE
-    + """ ORDER BY txid OFFSET %(n)s LIMIT 1)
-"""
-)
+FOLD_BOUND = fold_bound("emergency_calls")
 
 _MERGE_HIST: LiteralString = """
         (hist_bucket, hist_calls) = (
@@ -37,6 +29,14 @@ _MERGE_HIST: LiteralString = """
                                   k.hist_calls || EXCLUDED.hist_calls) AS u(b, n)
                      GROUP BY u.b) AS m)"""
 
+# ON CONFLICT DO UPDATE of a rollup row: add the new sums and merge the histograms.
+_ADD_SUMS: LiteralString = (
+    """
+        calls = k.calls + EXCLUDED.calls,
+        failed = k.failed + EXCLUDED.failed,
+        latency_sum = k.latency_sum + EXCLUDED.latency_sum,"""
+    + _MERGE_HIST
+)
 _GRAINS: LiteralString = "(VALUES (3600), (86400)) AS g(grain)"
 _START: LiteralString = (
     "date_bin(make_interval(secs => g.grain), minute, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
@@ -70,11 +70,8 @@ WITH new AS MATERIALIZED (
     INSERT INTO call_rollup_1m AS k
            (minute, tower_id, calls, failed, latency_sum, hist_bucket, hist_calls)
     SELECT minute, tower_id, calls, failed, latency_sum, hb, hc FROM per_tower
-    ON CONFLICT (minute, tower_id) DO UPDATE SET
-        calls = k.calls + EXCLUDED.calls,
-        failed = k.failed + EXCLUDED.failed,
-        latency_sum = k.latency_sum + EXCLUDED.latency_sum,"""
-    + _MERGE_HIST
+    ON CONFLICT (minute, tower_id) DO UPDATE SET"""
+    + _ADD_SUMS
     + """
     RETURNING 1
 ), tot_sums AS MATERIALIZED (
@@ -89,11 +86,8 @@ WITH new AS MATERIALIZED (
       FROM tot_sums AS s
       JOIN (SELECT minute, array_agg(b ORDER BY b) AS hb, array_agg(n ORDER BY b) AS hc
               FROM tot_hist GROUP BY minute) AS h USING (minute)
-    ON CONFLICT (minute) DO UPDATE SET
-        calls = k.calls + EXCLUDED.calls,
-        failed = k.failed + EXCLUDED.failed,
-        latency_sum = k.latency_sum + EXCLUDED.latency_sum,"""
-    + _MERGE_HIST
+    ON CONFLICT (minute) DO UPDATE SET"""
+    + _ADD_SUMS
     + """
     RETURNING 1
 ), coarse AS (
@@ -115,11 +109,8 @@ WITH new AS MATERIALIZED (
     + _GRAINS
     + """ GROUP BY 1, 2, 3) AS c
              GROUP BY grain, start) AS h USING (grain, start)
-    ON CONFLICT (grain, start) DO UPDATE SET
-        calls = k.calls + EXCLUDED.calls,
-        failed = k.failed + EXCLUDED.failed,
-        latency_sum = k.latency_sum + EXCLUDED.latency_sum,"""
-    + _MERGE_HIST
+    ON CONFLICT (grain, start) DO UPDATE SET"""
+    + _ADD_SUMS
     + """
     RETURNING 1
 ), reasons AS (

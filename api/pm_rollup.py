@@ -20,9 +20,10 @@ import psycopg
 from psycopg import IsolationLevel
 
 from api import pm_sql
+from api.job_conn import JobConnection
 from api.metrics import IngestMetrics, KpiCollector, PmKpis
 from ecm_common.clock import Clock
-from ecm_common.db import CONNECT_TIMEOUT_S, describe
+from ecm_common.db import describe
 from ecm_common.folds import FoldSql, fold_once
 from ecm_common.slo_pm import PmSlo
 
@@ -73,23 +74,14 @@ class Rollup:
         self.metrics = metrics
         self.kpis = kpis
         self.clock = clock
-        self.conn: psycopg.Connection | None = None
+        self.job = JobConnection(url, "ecm-api-rollup", cfg.statement_timeout_s)
 
     def _connection(self) -> psycopg.Connection:
-        if self.conn is None or self.conn.closed:
-            self.conn = psycopg.connect(
-                self.url,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                application_name="ecm-api-rollup",
-                options=f"-c statement_timeout={int(self.cfg.statement_timeout_s * 1000)}",
-            )
-        return self.conn
+        return self.job.get()
 
     def close(self) -> None:
         """Close the jobs' connection."""
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        self.job.close()
 
     def run(self) -> bool:
         """One rollup job run: fold, then refresh the gauges; failures become metrics and a log."""
@@ -121,8 +113,7 @@ class Rollup:
         return True
 
     def _rollback(self) -> None:
-        if self.conn is not None and not self.conn.closed:
-            self.conn.rollback()
+        self.job.rollback()
 
     def fold(self, conn: psycopg.Connection) -> tuple[int, bool]:
         """Fold the events committed since the stored snapshot, about max_fold_rows at most;

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import LiteralString
 
+from ecm_common.folds import fold_bound
 from ecm_common.snapshots import COMMITTED_SINCE, VISIBLE_UPTO
 
 # One statement per batch: the arrays are the batch's columns, sent in binary (adapting them as
@@ -112,16 +113,7 @@ SELECT (SELECT count(*) FROM new), (SELECT count(*) FROM cells)
 # The first and the (n+1)-th writing transaction of the rows committed since %(prev)s: a fold
 # stops below the latter, so that one fold (one transaction, one statement timeout) stays
 # bounded after a long stall.
-FOLD_BOUND: LiteralString = (
-    """
-SELECT (SELECT txid::text FROM pm_events WHERE """
-    + COMMITTED_SINCE
-    + """ ORDER BY txid LIMIT 1),
-       (SELECT txid::text FROM pm_events WHERE """
-    + COMMITTED_SINCE
-    + """ ORDER BY txid OFFSET %(n)s LIMIT 1)
-"""
-)
+FOLD_BOUND = fold_bound("pm_events")
 
 SAVE_STATE: LiteralString = """
 UPDATE pm_rollup_state

@@ -17,9 +17,24 @@ from typing import LiteralString
 import psycopg
 from psycopg import IsolationLevel
 
-from ecm_common.snapshots import CONTINUOUS, snapshot_below
+from ecm_common.snapshots import COMMITTED_SINCE, CONTINUOUS, snapshot_below
 
 log = logging.getLogger(__name__)
+
+
+def fold_bound(table: LiteralString) -> LiteralString:
+    """FoldSql.bound for a table with a txid column (range-scans its txid index)."""
+    return (
+        "SELECT (SELECT txid::text FROM "
+        + table
+        + " WHERE "
+        + COMMITTED_SINCE
+        + " ORDER BY txid LIMIT 1),\n       (SELECT txid::text FROM "
+        + table
+        + " WHERE "
+        + COMMITTED_SINCE
+        + " ORDER BY txid OFFSET %(n)s LIMIT 1)"
+    )
 
 
 @dataclass(frozen=True)
