@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from api.rules_model import RuleSpec
 from api.rules_render import RuleRejected, RulesFile, render
 from ecm_common.db import CONNECT_TIMEOUT_S, describe
+from ecm_common.errors import EcmError
 from ecm_common.service import Problem, RequireToken
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,31 @@ class Rules:
             {"version": v, "action": a, "rule": s, "changed_by": w, "changed_at": t}
             for v, a, s, w, t in rows
         ]
+
+    def status(self, rule_id: int) -> dict[str, Any]:
+        """Whether Prometheus has the rule loaded, and its state (inactive, pending, firing)."""
+        rule = self.get(rule_id)
+        if self.file is None or self.file.prometheus_url is None:
+            raise Problem(503, "no prometheus_url configured: the rule's state is unknown")
+        try:
+            loaded = self.file.loaded_rule(rule["alert"])
+        except EcmError as exc:
+            raise Problem(503, str(exc)) from None
+        out: dict[str, Any] = {
+            "rule_id": rule_id,
+            "alert": rule["alert"],
+            "enabled": rule["enabled"],
+            "loaded": loaded is not None,
+        }
+        if loaded is not None:
+            out.update(
+                state=loaded.get("state"),
+                health=loaded.get("health"),
+                last_error=loaded.get("lastError") or None,
+                last_evaluation=loaded.get("lastEvaluation"),
+                active_alerts=[a.get("labels", {}) for a in loaded.get("alerts", [])],
+            )
+        return out
 
     def create(self, spec: RuleSpec, who: str) -> dict[str, Any]:
         """Store a new rule and install the file."""
@@ -213,6 +239,14 @@ def rules_router(rules: Rules) -> APIRouter:
     )
     async def rule_versions(rule_id: RuleId) -> list[dict[str, Any]]:
         return await anyio.to_thread.run_sync(rules.versions, rule_id)
+
+    @router.get(
+        "/v1/rules/{rule_id}/status",
+        summary="Is the rule loaded in Prometheus, and is it firing",
+        responses=_RESPONSES,
+    )
+    async def rule_status(rule_id: RuleId) -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(rules.status, rule_id)
 
     @router.post(
         "/v1/rules",

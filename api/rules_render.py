@@ -129,6 +129,30 @@ class RulesFile:
             reason = (out.stderr or out.stdout).strip().replace(str(path), FILE_NAME)
             raise RuleRejected(f"promtool refused the rules: {reason[:MAX_REASON_CHARS]}")
 
+    def loaded_rule(self, alert: str) -> dict[str, Any] | None:
+        """The alerting rule named alert as Prometheus has it loaded (GET /api/v1/rules), or
+        None; EcmError when Prometheus cannot say."""
+        if self.prometheus_url is None:
+            raise EcmError("no prometheus_url configured")
+        try:
+            resp = requests.get(
+                f"{self.prometheus_url}/api/v1/rules",
+                params={"type": "alert"},
+                timeout=RELOAD_TIMEOUT_S,
+            )
+            resp.raise_for_status()
+            groups = resp.json()["data"]["groups"]
+        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            raise EcmError(f"Prometheus did not answer: {type(exc).__name__}") from None
+        for group in groups:
+            if group.get("name") != GROUP:
+                continue
+            for rule in group.get("rules", []):
+                if rule.get("name") == alert:
+                    found: dict[str, Any] = rule
+                    return found
+        return None
+
     def reload(self) -> str:
         """Ask Prometheus to reload; what happened, as a short phrase."""
         if self.prometheus_url is None:

@@ -116,6 +116,9 @@ def test_a_rule_is_stored_rendered_checked_and_loaded_then_updated_and_deleted(
     assert check.returncode == 0, check.stderr
     on_prom = loaded(prom)["EcmRuleNorthFailures"]
     assert on_prom["duration"] == 120 and on_prom["labels"]["severity"] == "critical"
+    status = s.client.get(f"/v1/rules/{rule['rule_id']}/status").json()
+    assert status["loaded"] is True and status["state"] == "inactive"
+    assert status["active_alerts"] == []
 
     rid = rule["rule_id"]
     changed = {**RULE, "threshold": 0.3, "severity": "warning"}
@@ -129,6 +132,7 @@ def test_a_rule_is_stored_rendered_checked_and_loaded_then_updated_and_deleted(
     resp = s.client.delete(f"/v1/rules/{rid}", headers=AUTH)
     assert resp.status_code == 200 and resp.json()["deleted"] is True
     assert "EcmRuleNorthFailures" not in loaded(prom)
+    assert s.client.get(f"/v1/rules/{rid}/status").status_code == 404
     assert yaml.safe_load(path.read_text())["groups"][0]["rules"] == []
     assert s.client.get(f"/v1/rules/{rid}").status_code == 404
     versions = s.client.get(f"/v1/rules/{rid}/versions").json()
@@ -189,11 +193,15 @@ def test_rule_changes_need_the_token_a_directory_and_a_free_name(
     resp = read_only.client.post("/v1/rules", json=RULE, headers=AUTH)
     assert resp.status_code == 503 and "rules_dir" in resp.json()["detail"]
     assert read_only.client.get("/v1/rules").json() == []
+    assert read_only.client.get("/v1/rules/1/status").status_code == 404
     s = serve_api(token=TOKEN, rules_dir=str(tmp_path), promtool="/nonexistent/promtool")
     resp = s.client.post("/v1/rules", json=RULE, headers=AUTH)
     assert resp.status_code == 422 and "promtool could not check" in resp.json()["detail"]
     s = serve_api(token=TOKEN, rules_dir=str(tmp_path))
-    assert s.client.post("/v1/rules", json=RULE, headers=AUTH).status_code == 201
+    created = s.client.post("/v1/rules", json=RULE, headers=AUTH)
+    assert created.status_code == 201
+    status = s.client.get(f"/v1/rules/{created.json()['rule_id']}/status")
+    assert status.status_code == 503 and "prometheus_url" in status.json()["detail"]
     again = s.client.post("/v1/rules", json=RULE, headers=AUTH)
     assert again.status_code == 409 and "name" in again.json()["detail"]
     assert s.client.put("/v1/rules/999", json=RULE, headers=AUTH).status_code == 404
