@@ -15,9 +15,10 @@ from typing import Annotated, Any, LiteralString
 
 import anyio
 import psycopg
-from fastapi import APIRouter, Header, Path
+from fastapi import APIRouter, Header, Path, Query
 from psycopg.types.json import Jsonb
 
+from api import rules_preview
 from api.rules_model import RuleSpec
 from api.rules_render import RuleRejected, RulesFile, render
 from ecm_common.db import CONNECT_TIMEOUT_S, describe
@@ -131,6 +132,15 @@ class Rules:
                 active_alerts=[a.get("labels", {}) for a in loaded.get("alerts", [])],
             )
         return out
+
+    def preview(self, spec: RuleSpec, hours: float) -> dict[str, Any]:
+        """The rule's dry run in Prometheus (api/rules_preview.py)."""
+        if self.file is None or self.file.prometheus_url is None:
+            raise Problem(503, "no prometheus_url configured: nothing to evaluate the rule")
+        try:
+            return rules_preview.preview(self.file.prometheus_url, spec, hours)
+        except EcmError as exc:
+            raise Problem(503, str(exc)) from None
 
     def create(self, spec: RuleSpec, who: str) -> dict[str, Any]:
         """Store a new rule and install the file."""
@@ -247,6 +257,16 @@ def rules_router(rules: Rules) -> APIRouter:
     )
     async def rule_status(rule_id: RuleId) -> dict[str, Any]:
         return await anyio.to_thread.run_sync(rules.status, rule_id)
+
+    @router.post(
+        "/v1/rules/preview",
+        summary="Dry run: when the rule would have fired over the last hours",
+        responses=_RESPONSES,
+    )
+    async def preview_rule(
+        spec: RuleSpec, hours: Annotated[float, Query(gt=0, le=24)] = 3.0
+    ) -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(rules.preview, spec, hours)
 
     @router.post(
         "/v1/rules",

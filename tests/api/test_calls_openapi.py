@@ -23,6 +23,7 @@ ROUTES = {
     "/v1/rules/{rule_id}": {"get", "put", "delete"},
     "/v1/rules/{rule_id}/versions": {"get"},
     "/v1/rules/{rule_id}/status": {"get"},
+    "/v1/rules/preview": {"post"},
     "/v1/events/pm": {"post"},
 }
 

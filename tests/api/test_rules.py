@@ -144,6 +144,28 @@ def test_a_rule_is_stored_rendered_checked_and_loaded_then_updated_and_deleted(
     assert {v["changed_by"] for v in versions} == {"alice"}
 
 
+def test_preview_evaluates_the_rule_in_prometheus(rules_api: tuple[Served, Path, str]) -> None:
+    s, path, _ = rules_api
+    resp = s.client.post("/v1/rules/preview", json=RULE, params={"hours": 2})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    # This Prometheus scrapes nothing: the condition never held.
+    assert body["alert"] == "EcmRuleNorthFailures" and body["would_fire"] is False
+    assert body["intervals"] == [] and body["step_seconds"] >= 15
+    assert not path.exists()  # a preview changes nothing
+    assert s.client.post("/v1/rules/preview", json=RULE, params={"hours": 48}).status_code == 422
+
+
+def test_firing_intervals_honour_for() -> None:
+    from api.rules_preview import _firing
+
+    # Held at 0..60 (step 15), a gap, then 300..315: with for=30s only the first run fires.
+    times = [0.0, 15.0, 30.0, 45.0, 60.0, 300.0, 315.0]
+    assert _firing(times, 15, 30) == [(30.0, 60.0)]
+    assert _firing(times, 15, 0) == [(0.0, 60.0), (300.0, 315.0)]
+    assert _firing([], 15, 0) == []
+
+
 def test_a_rule_promtool_refuses_is_a_422_and_the_previous_file_stays(
     rules_api: tuple[Served, Path, str],
 ) -> None:
