@@ -9,7 +9,7 @@ import sys
 from prometheus_client import CollectorRegistry
 
 from api import cli_rules
-from api.config import DEFAULT_PORT, TOKEN_ENV, ApiSettings
+from api.config import DEFAULT_PORT, READ_TOKEN_ENV, TOKEN_ENV, ApiSettings
 from ecm_common.cli import Parser, run
 from ecm_common.config import check_listen, load_config, option_names
 from ecm_common.db import database_url
@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description=__doc__,
         allow_abbrev=False,
-        epilog=f"Bearer token for POST routes: ${TOKEN_ENV} or ${TOKEN_ENV}_FILE (none: open).",
+        epilog=f"Bearer tokens: writes ${TOKEN_ENV}[_FILE]; reads ${READ_TOKEN_ENV}[_FILE] or the"
+        " write token (unset: open).",
     )
     o = p.add_argument_group("options (also YAML keys and ECM_<NAME> variables)")
     for flag, text in OPTIONS.items():
@@ -72,6 +73,7 @@ def _main(argv: list[str]) -> int:
     flags = {name: getattr(args, name, None) for name in option_names(ApiSettings)}
     settings = load_config(ApiSettings, file=args.config, flags=flags)
     token = load_token(TOKEN_ENV)
+    read_token = load_token(READ_TOKEN_ENV)
     url = database_url(settings.database_url)
     if args.check_only:
         print("configuration OK")
@@ -81,7 +83,7 @@ def _main(argv: list[str]) -> int:
     from api.app import build
 
     sock = listen_socket(settings.http.listen_address, settings.http.port)
-    api = build(settings, url, CollectorRegistry(), token=token)
+    api = build(settings, url, CollectorRegistry(), token=token, read_token=read_token)
     if token is None:
         log.warning("no %s set: POST /v1/events/pm is open to anyone who can reach it", TOKEN_ENV)
     serve(api.app, settings.http, sock=sock)

@@ -9,6 +9,7 @@ default to the last 24 hours. p95 comes from the minutes' latency histograms in 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -146,9 +147,11 @@ def _ratio(num: Any, den: int) -> float | None:
     return float(num) / den if den and num is not None else None
 
 
-def analytics_router(reader: Reader, rollup: CallRollup, clock: Clock) -> APIRouter:
-    """The router of the analytics routes."""
-    router = APIRouter(tags=["analytics"])
+def analytics_router(
+    reader: Reader, rollup: CallRollup, clock: Clock, guard: Sequence[Any] = ()
+) -> APIRouter:
+    """The router of the analytics routes; guard: the read scope's dependency."""
+    router = APIRouter(tags=["analytics"], dependencies=list(guard))
 
     @router.get(
         "/v1/analytics/summary", summary="Calls, failures, latency of a range", responses=_ERRORS

@@ -27,6 +27,7 @@ from api.rules_api import Rules, rules_router
 from api.rules_render import RulesFile
 from ecm_common.clock import Clock, SystemClock
 from ecm_common.service import create_app, database_check
+from ecm_common.service_auth import any_bearer_token
 from ecm_common.slo_pm import PM_SLO, PmSlo
 
 NAME = "ecm-api"
@@ -48,6 +49,7 @@ def build(
     registry: CollectorRegistry,
     *,
     token: SecretStr | None = None,
+    read_token: SecretStr | None = None,
     clock: Clock | None = None,
     jobs: bool = True,
     slo: PmSlo = PM_SLO,
@@ -100,6 +102,9 @@ def build(
         runbook_base_url=settings.runbook_base_url,
     )
 
+    # The read scope: the read token or the write token; no read token leaves reads open.
+    guard = [any_bearer_token(read_token, token)] if read_token else []
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open()
@@ -131,9 +136,9 @@ def build(
         token=token,
         routers=[
             pm_router(Ingest(store, bounds, metrics, clock)),
-            calls_router(reader, clock),
-            analytics_router(reader, call_rollup, clock),
-            rules_router(rules),
+            calls_router(reader, clock, guard),
+            analytics_router(reader, call_rollup, clock, guard),
+            rules_router(rules, guard),
         ],
         lifespan=lifespan,
     )

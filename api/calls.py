@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -138,9 +139,9 @@ def check_range(start: datetime | None, end: datetime | None) -> None:
         raise Problem(422, "from must be earlier than to")
 
 
-def calls_router(reader: Reader, clock: Clock) -> APIRouter:
-    """The router of the calls and towers routes."""
-    router = APIRouter(tags=["calls"])
+def calls_router(reader: Reader, clock: Clock, guard: Sequence[Any] = ()) -> APIRouter:
+    """The router of the calls and towers routes; guard: the read scope's dependency."""
+    router = APIRouter(tags=["calls"], dependencies=list(guard))
 
     async def page(
         tower: str | None,

@@ -18,6 +18,8 @@ from ecm_common.service import HttpSettings
 
 DEFAULT_PORT = 9745
 TOKEN_ENV = "ECM_API_TOKEN"
+# The read scope: when set, GET /v1/... needs this token or the write token.
+READ_TOKEN_ENV = "ECM_API_READ_TOKEN"
 DAY_S = 86400.0
 # A JSON event is about 300 bytes: 4 MiB holds a batch of MAX_BATCH_EVENTS with room to spare.
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024

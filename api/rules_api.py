@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, LiteralString
 
 import anyio
@@ -229,9 +229,10 @@ def _out(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-def rules_router(rules: Rules) -> APIRouter:
-    """The router of /v1/rules."""
-    router = APIRouter(tags=["rules"])
+def rules_router(rules: Rules, guard: Sequence[Any] = ()) -> APIRouter:
+    """The router of /v1/rules; guard: the read scope's dependency (writes also need the
+    write token)."""
+    router = APIRouter(tags=["rules"], dependencies=list(guard))
     auth = [RequireToken]
 
     @router.get("/v1/rules", summary="Every alert rule")

@@ -43,25 +43,34 @@ def bearer_token(token: SecretStr | None) -> Any:
     Use as `dependencies=[bearer_token(t)]` on a route or router; one per token (read, write,
     the token Alertmanager uses).
     """
-    return Depends(_checker(lambda request: token))
+    return Depends(_checker(lambda request: [token] if token else []))
 
 
-def _app_token(request: Request) -> SecretStr | None:
+def any_bearer_token(*tokens: SecretStr | None) -> Any:
+    """Like bearer_token, letting through any of the tokens that are set (a read scope that the
+    write token also holds); none set lets all through."""
+    given = [t for t in tokens if t is not None]
+    return Depends(_checker(lambda request: given))
+
+
+def _app_token(request: Request) -> list[SecretStr]:
     token: SecretStr | None = request.app.state.ecm_token
-    return token
+    return [token] if token else []
 
 
 def _checker(
-    get_token: Callable[[Request], SecretStr | None],
+    get_tokens: Callable[[Request], list[SecretStr]],
 ) -> Callable[[Request, Credentials], Awaitable[None]]:
     async def check(request: Request, credentials: Credentials) -> None:
-        token = get_token(request)
-        if token is None:
+        tokens = get_tokens(request)
+        if not tokens:
             return
         if credentials is None:
             raise Problem(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
         given = credentials.credentials.encode("utf-8", errors="replace")
-        if not hmac.compare_digest(given, token.get_secret_value().encode("utf-8")):
+        # Every token is compared, so the time taken does not tell which one nearly matched.
+        matches = [hmac.compare_digest(given, t.get_secret_value().encode("utf-8")) for t in tokens]
+        if not any(matches):
             raise Problem(
                 401,
                 "the bearer token is not valid",

@@ -79,7 +79,12 @@ def serve_api(test_db: EcmDb, api_login: str) -> Iterator[Callable[..., Served]]
     """Start the API (jobs off: tests fold by hand) with these settings; a client on its URL."""
     started: list[tuple[BackgroundServer, httpx.Client, Api]] = []
 
-    def start(token: str | None = None, url: str | None = None, **options: Any) -> Served:
+    def start(
+        token: str | None = None,
+        url: str | None = None,
+        read_token: str | None = None,
+        **options: Any,
+    ) -> Served:
         options.setdefault("port", 0)
         options.setdefault("listen_address", "127.0.0.1")
         options.setdefault("db_timeout", "2s")
@@ -91,6 +96,7 @@ def serve_api(test_db: EcmDb, api_login: str) -> Iterator[Callable[..., Served]]
             api_url,
             CollectorRegistry(),
             token=SecretStr(token) if token else None,
+            read_token=SecretStr(read_token) if read_token else None,
             clock=clock,
             jobs=False,
         )

@@ -3,6 +3,8 @@ rules APIs, with their parameters."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from tests.api.conftest import Served
@@ -39,3 +41,22 @@ def test_docs_list_every_route(served: Served) -> None:
     assert params == {"from", "to", "tower", "status", "reason", "limit", "cursor"}
     rule = paths["/v1/rules"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert rule["$ref"].endswith("/RuleSpec")
+
+
+def test_read_scope_takes_the_read_or_the_write_token(
+    serve_api: Callable[..., Served],
+) -> None:
+    s = serve_api(token="write-t", read_token="read-t")
+    c = s.client
+
+    def bearer(t: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {t}"}
+
+    for path in ("/v1/calls", "/v1/towers", "/v1/analytics/summary", "/v1/rules"):
+        assert c.get(path).status_code == 401, path
+        assert c.get(path, headers=bearer("nope")).status_code == 401, path
+        assert c.get(path, headers=bearer("read-t")).status_code == 200, path
+        assert c.get(path, headers=bearer("write-t")).status_code == 200, path
+    assert c.post("/v1/analytics/rebuild", headers=bearer("read-t")).status_code == 401
+    assert c.post("/v1/analytics/rebuild", headers=bearer("write-t")).status_code == 202
+    assert c.get("/healthz").status_code == 200 and c.get("/metrics").status_code == 200
