@@ -56,7 +56,8 @@ E2E_RULES = replace(
     page_for="2s",
     ticket_for="2s",
     silence_for="5s",
-    keep_firing_for="5s",
+    # Longer than exporter_down_for plus the trip to Alertmanager, as in production.
+    keep_firing_for="20s",
     exporter_down_for="2s",
     # Prometheus applies discovered targets after about 5 s: absent that long is normal.
     exporter_absent_for="30s",
