@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from stack.config import StackConfig
 
 TOKEN_ENV = "ECM_API_TOKEN"
+# Where the API writes the user rules file; the local Prometheus reads *.yml there too.
+USER_RULES = Path("prometheus") / "user-rules"
 
 
 @dataclass(frozen=True)
@@ -38,10 +40,14 @@ def children(
     token_file.write_text(token + "\n", encoding="utf-8")
     period = format_duration(cfg.pm_period)
     common = ["--log-format", cfg.log_format, "--log-level", cfg.log_level]
+    rules_dir = state / USER_RULES
+    rules_dir.mkdir(parents=True, exist_ok=True)
+    rules = ["--rules-dir", str(rules_dir),
+             "--prometheus-url", f"http://127.0.0.1:{cfg.prometheus_port}"]  # fmt: skip
     api = Child(
         "api",
         [python, "-m", "api", "--port", str(cfg.api_port), "--listen-address", "127.0.0.1",
-         "--pm-period", period, *common],
+         "--pm-period", period, *rules, *common],
         state / "api.log",
         env={URL_ENV: db_url, TOKEN_ENV: "", TOKEN_ENV + "_FILE": str(token_file)},
         url=url,

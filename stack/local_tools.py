@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stack import promconfig
+from stack.local_api import USER_RULES
 from stack.local_pager import PAGES_RECEIVER, LocalPager
 from stack.runner import Child, check_port_free
 from stack.sink import RECEIVERS, WebhookSink
@@ -88,7 +89,11 @@ def start(
         "ecm-api": f"127.0.0.1:{cfg.api_port}",
         "ecm-broadcast": f"127.0.0.1:{cfg.broadcast_port}" if cfg.broadcast_port else None,
     }
-    prom_cfg = promconfig.render_prometheus_config(state / "prometheus", targets, am_listen)
+    # The committed rules and the ECM API's user rules file (written at run time).
+    rule_files = [*sorted(promconfig.RULES_DIR.glob("*.yml")), state / USER_RULES / "*.yml"]
+    prom_cfg = promconfig.render_prometheus_config(
+        state / "prometheus", targets, am_listen, rule_files=rule_files
+    )
     prom = sup.start(
         Child(
             "prometheus",
