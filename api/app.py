@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import anyio
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
@@ -109,6 +110,7 @@ def build(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open()
         await reader.open()
+        await anyio.to_thread.run_sync(rules.sync)
         sched = (
             start_jobs(
                 rollup,

@@ -108,6 +108,22 @@ class Rules:
             for v, a, s, w, t in rows
         ]
 
+    def sync(self) -> None:
+        """At start-up: write the file from the table when it differs (a new rules directory,
+        a file lost with a volume); a failure is a warning, the API serves anyway."""
+        if self.file is None:
+            return
+        try:
+            with self.lock, self._connect() as conn:
+                rows = conn.execute(_ALL).fetchall()
+                text = render([(r[0], RuleSpec.model_validate(r[1])) for r in rows],
+                              self.runbook_base_url)  # fmt: skip
+                if self.file.current() != text:
+                    log.info("user rules file rewritten from %d rules", len(rows))
+                    self.file.install(text)
+        except (Problem, RuleRejected, psycopg.Error, OSError) as exc:
+            log.warning("could not write the user rules file at start-up: %s", exc)
+
     def status(self, rule_id: int) -> dict[str, Any]:
         """Whether Prometheus has the rule loaded, and its state (inactive, pending, firing)."""
         rule = self.get(rule_id)

@@ -146,13 +146,14 @@ def test_a_rule_is_stored_rendered_checked_and_loaded_then_updated_and_deleted(
 
 def test_preview_evaluates_the_rule_in_prometheus(rules_api: tuple[Served, Path, str]) -> None:
     s, path, _ = rules_api
+    before = path.read_text()  # written at start-up from the (empty) table
     resp = s.client.post("/v1/rules/preview", json=RULE, params={"hours": 2})
     assert resp.status_code == 200, resp.text
     body = resp.json()
     # This Prometheus scrapes nothing: the condition never held.
     assert body["alert"] == "EcmRuleNorthFailures" and body["would_fire"] is False
     assert body["intervals"] == [] and body["step_seconds"] >= 15
-    assert not path.exists()  # a preview changes nothing
+    assert path.read_text() == before  # a preview changes nothing
     assert s.client.post("/v1/rules/preview", json=RULE, params={"hours": 48}).status_code == 422
 
 
@@ -201,10 +202,11 @@ def test_malformed_rules_are_a_422_with_the_reason(
     serve_api: Callable[..., Served], tmp_path: Path, change: dict[str, Any], words: str
 ) -> None:
     s = serve_api(token=TOKEN, rules_dir=str(tmp_path))
+    before = (tmp_path / "ecm_user_rules.yml").read_text()
     resp = s.client.post("/v1/rules", json={**RULE, **change}, headers=AUTH)
     assert resp.status_code == 422, resp.text
     assert words in resp.json()["detail"]
-    assert not (tmp_path / "ecm_user_rules.yml").exists()
+    assert (tmp_path / "ecm_user_rules.yml").read_text() == before
 
 
 def test_rule_changes_need_the_token_a_directory_and_a_free_name(
@@ -262,3 +264,14 @@ def test_cli_adds_lists_and_removes_rules_over_the_api(
     assert capsys.readouterr().out.strip() == "rebuilding"
     assert main(["--api-url", "http://127.0.0.1:9", "rules", "list"]) == 1
     assert "cannot reach the API" in capsys.readouterr().err
+
+
+def test_a_lost_rules_file_is_written_again_at_start_up(
+    serve_api: Callable[..., Served], tmp_path: Path
+) -> None:
+    first = serve_api(token=TOKEN, rules_dir=str(tmp_path))
+    assert first.client.post("/v1/rules", json=RULE, headers=AUTH).status_code == 201
+    written = (tmp_path / "ecm_user_rules.yml").read_text()
+    (tmp_path / "ecm_user_rules.yml").unlink()
+    serve_api(token=TOKEN, rules_dir=str(tmp_path))
+    assert (tmp_path / "ecm_user_rules.yml").read_text() == written
