@@ -208,7 +208,11 @@ class MetricsServer:
         """Close the socket and every connection, then stop the workers."""
         if self._thread.is_alive():
             # The select loop owns the sockets: close them from inside it; it ends with none left.
-            self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._map))
+            try:
+                self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._map))
+            except OSError:
+                # The trigger is already closed: the loop is ending on its own.
+                wasyncore.close_all(self._map)
             self._thread.join(timeout=5)
         else:
             wasyncore.close_all(self._map)
