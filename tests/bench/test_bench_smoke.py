@@ -191,3 +191,21 @@ def test_quick_benchmark_has_the_sms_broadcast_rows(
     assert latency[2].count(" ms") == 2
     # Correctness, not speed: judged even in the quick run.
     assert once[2] == "6,500 of 6,500" and once[6] == "met"
+
+
+def test_quick_benchmark_has_the_api_calls_rows(
+    quick_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """Section 11: keyset page 1 and page 1,000 (judged: flat) beside OFFSET in SQL; summaries
+    over 30 days and 24 hours from the rollups (judged: p99) beside percentile_cont."""
+    proc, _ = quick_run
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [r for r in table_rows(proc.stdout) if r[0] == "11"]
+    assert len(rows) == 4, rows
+    page1, page1000, *summaries = rows
+    assert page1[1].startswith("GET /v1/calls page 1,") and page1[2].endswith(" ms")
+    assert page1000[3].startswith("page 1,000 by OFFSET in SQL:")
+    assert page1000[5] == "<= 1.5x page 1" and page1000[6] in {"met", "NOT met"}
+    assert [s[1].split(" over ")[1].split(" (")[0] for s in summaries] == ["30 days", "24 hours"]
+    assert all(s[3].startswith("the same from raw calls (percentile_cont):") for s in summaries)
+    assert all(s[5] == "p99 < 50 ms" and s[6] in {"met", "NOT met"} for s in summaries)
