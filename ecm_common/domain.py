@@ -1,4 +1,4 @@
-"""Domain vocabulary shared by the generator and the exporter (see docs/domain.md for sources)."""
+"""Domain vocabulary shared by the generator and the exporter (sources: docs/DOMAIN.md)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ critical; a window needs 20 calls to be judged.
 
 Detection (docs/DETECTION.md): a page must reach its receiver within 2 minutes of an outage's
 start, so every call alert judges the shortest of DETECT_WINDOWS that holds enough calls for the
-judgement to be sound against the baseline failure rate (0.2-0.5%, domain.md), and the SLO burn
+judgement to be sound against the baseline failure rate (0.2-0.5%, docs/DOMAIN.md), and the SLO burn
 rate is also read over minutes, not only hours.
 """
 

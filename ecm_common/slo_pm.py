@@ -1,7 +1,7 @@
-"""The one home of the RAN PM thresholds (docs: ../shared/reference/domain.md, "Suggested
-thresholds"): PRB utilisation over 85% for two periods warns and over 95% is critical; drop rate
-over 1% warns and over 2% is critical; a cell with no event for two periods is silent, and a
-tower's worth of silent cells at once pages.
+"""The one home of the RAN PM thresholds (docs/DOMAIN.md, "Thresholds"): PRB utilisation
+over 85% for two periods warns and over 95% is critical; drop rate over 1% warns and over 2%
+is critical; a cell with no event for two periods is silent, and a tower's worth of silent cells
+at once pages.
 
 The API's KPI gauges, the rule builder (stack/rules_pm.py) and the dashboard builder
 (stack/dashboards_pm.py) read PM_SLO; tests/stack check that the committed files agree.

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 CORE_TIMEOUT_INDEX = REASONS.index("CORE_TIMEOUT")
 
-# Failure mix when none is given: core and IMS faults dominate real outages (domain.md).
+# Failure mix when none is given: core and IMS faults dominate real outages (docs/DOMAIN.md).
 DEFAULT_REASON_WEIGHTS: dict[str, float] = {
     "IMS_UNREACHABLE": 3.0,
     "CORE_TIMEOUT": 3.0,
@@ -49,7 +49,7 @@ class ModelParams:
     tower_weights: tuple[float, ...] = (1.0,)
     reason_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_REASON_WEIGHTS))
     # Connected phones: log-normal, median 1.8 s, sigma 0.35 (p95 ~3.2 s); idle phones: median
-    # 2.8 s, 20-40% of calls (domain.md), narrower ("3-3.5 s") so that the mix's p95 (~3.6 s)
+    # 2.8 s, 20-40% of calls (docs/DOMAIN.md), narrower ("3-3.5 s") so that the mix's p95 (~3.6 s)
     # stays under the 4 s warning line.
     latency_median_ms: float = 1800.0
     latency_sigma: float = 0.35

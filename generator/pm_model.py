@@ -5,7 +5,7 @@ scenario file drives both: a phase whose failure_prob is at least OUTAGE_FAILURE
 its towers' cells (the tower is down), a phase with rate_multiplier > 1 loads them (congestion:
 PRB utilisation and drop rate rise).
 
-Values follow ../shared/reference/domain.md: a daily shape per cell (residential, business,
+Values follow docs/DOMAIN.md: a daily shape per cell (residential, business,
 transport, entertainment, mixed) with busy hours up to about 85% PRB utilisation, up to 300
 connected users at full load, drop rate about 0.2% that climbs past 70% utilisation. The
 event_id is a UUIDv5 of cell, period end and period length, so a resend is a duplicate.
@@ -31,7 +31,7 @@ ENTITY_TYPE = "cell"
 NAMESPACE = uuid.UUID("6f1c2d4e-8a3b-5c7d-9e0f-1a2b3c4d5e6f")
 # A phase failing at least this share of calls is a tower outage: its cells go silent.
 OUTAGE_FAILURE_PROB = 0.5
-MAX_USERS = 300.0  # connected users of a 5/10 MHz cell at full load (domain.md)
+MAX_USERS = 300.0  # connected users of a 5/10 MHz cell at full load (docs/DOMAIN.md)
 
 # Load (0..1 of the cell's busy hour) at each hour of the day, UTC.
 # fmt: off

@@ -61,7 +61,7 @@ def test_values_stay_in_range_over_a_day_with_a_busy_hour() -> None:
             assert ((v >= 0) & (v <= 100)).all()
         assert (metric_values(events, "rrc_conn_avg") >= 0).all()
     means = [metric_values(e, "dl_prb_util_pct").mean() for e in day]
-    # A quiet night (about 04:00) and a busy day: domain.md's daily average up to 80%.
+    # A quiet night (about 04:00) and a busy day: docs/DOMAIN.md's daily average up to 80%.
     assert means[15] < 25 < max(means) < 80
     assert max(metric_values(e, "dl_prb_util_pct").max() for e in day) <= 99.5
 
