@@ -63,7 +63,7 @@ def test_quick_benchmark_prints_one_complete_table(
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = table_rows(proc.stdout)
     assert all(len(r) == len(HEADER) for r in rows)
-    assert {r[0] for r in rows} == {str(n) for n in range(1, 11)}
+    assert {r[0] for r in rows} == {str(n) for n in range(1, 12)}
     assert {r[6] for r in rows} <= {"met", "NOT met", "-"}
     # Two window sizes x two tower counts in the quick run, each with its direct baseline.
     steady = [r for r in rows if r[0] == "2" and r[1].startswith("steady refresh")]

@@ -125,7 +125,9 @@ def checks(case: Case, timing: Timing) -> list[dict[str, Any]]:
             }
         ]
     t0, te = case.start_s, case.end_s
-    fire = timing.fire_deadline_s
+    # Recording and alerting rule groups are evaluated in no fixed order (by promtool as by
+    # Prometheus), so an alert may see its inputs one evaluation later: allow that one interval.
+    fire = timing.fire_deadline_s + timing.eval_s
     out: list[dict[str, Any]] = [
         # Nothing fires on the baseline before the incident.
         {
