@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: lock demo test fuzz bench bench-quick lint format rules dashboards detect clean \
+.PHONY: lock demo test fuzz bench bench-quick lint format rules dashboards detect detect-live clean \
 	run-producer run-senders run-sender run-monitor
 
 # One venv for every target: the dev tools, and the embedded PostgreSQL that `make demo` falls
@@ -57,6 +57,11 @@ dashboards: $(STAMP)
 # docs/DETECTION.md.
 detect: $(STAMP)
 	$(PY) -m tests.stack.detection.report --write
+
+# The same scenarios in real time on the real stack, timed at an independent receiver (about 52
+# minutes, every scenario side by side) into docs/DETECTION.md.
+detect-live: $(STAMP)
+	$(PY) -m tests.stack.detection.live --write $(ARGS)
 
 # The SMS broadcast, as the seed ran it (README "SMS broadcast"); ECM_DATABASE_URL names the
 # database. MESSAGE_COUNT, SENDER_MEAN_TIME, SENDER_FAILURE_RATE and MONITOR_INTERVAL are read

@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES_DIR = ROOT / "prometheus" / "rules"
-RECORDING_FILE = "ecm_recording.yml"
 ALERTS_FILE = "ecm_alerts.yml"
 # The runbooks as they sit in the repository: a relative link that a repository browser (GitHub,
 # GitLab, Gitea) or a docs site mirroring the tree resolves. Deployments set the absolute base
@@ -140,8 +139,8 @@ def _seconds(window: str) -> int:
     return round(parse_duration(prometheus_duration(window)))
 
 
-def recording_rules(p: RuleParams) -> dict[str, Any]:
-    """The recording-rule file: rates, failure ratios and p95, overall and per tower."""
+def recording_rules(p: RuleParams) -> list[dict[str, str]]:
+    """The recording rules: rates, failure ratios and p95, overall and per tower."""
     rules: list[dict[str, str]] = []
 
     def rec(name: str, expr: str) -> None:
@@ -185,7 +184,7 @@ def recording_rules(p: RuleParams) -> dict[str, Any]:
         f"tower:ecm_call_latency_seconds:p95_rate{w}",
         f"histogram_quantile(0.95, sum by (job, tower, le) (rate({tbucket}[{w}])))",
     )
-    return {"groups": [{"name": "ecm.recording", "rules": rules}]}
+    return rules
 
 
 def _alert(
@@ -560,10 +559,13 @@ def pipeline_alerts(p: RuleParams) -> list[dict[str, Any]]:
 
 
 def alerting_rules(p: RuleParams) -> dict[str, Any]:
-    """The alerting-rule file: one group for the calls, one for the pipeline."""
+    """The call rules' file: one group for the calls, one for the pipeline."""
+    # Prometheus evaluates a group's rules in order and the groups in no fixed order: recording
+    # and alerting in one group, an alert reads this evaluation's ratios, not the previous one's
+    # (a blackout paged one evaluation, 10 s, later when the groups ran the other way round).
     return {
         "groups": [
-            {"name": "ecm.calls", "rules": data_alerts(p)},
+            {"name": "ecm.calls", "rules": [*recording_rules(p), *data_alerts(p)]},
             {"name": "ecm.pipeline", "rules": pipeline_alerts(p)},
         ]
     }
@@ -572,7 +574,6 @@ def alerting_rules(p: RuleParams) -> dict[str, Any]:
 def render(p: RuleParams) -> dict[str, str]:
     """File name to YAML text for every rule file."""
     return {
-        RECORDING_FILE: HEADER + dump_yaml(recording_rules(p)),
         ALERTS_FILE: HEADER + dump_yaml(alerting_rules(p)),
         **_pager_files(p),
         **_pm_files(p),

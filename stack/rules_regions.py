@@ -111,11 +111,7 @@ def region_alerts(base: RuleParams, p: RegionRuleParams) -> list[dict[str, Any]]
 
 
 def regions_rules(base: RuleParams, p: RegionRuleParams | None = None) -> dict[str, Any]:
-    """The ecm_regions.yml document: one recording group, one alert group."""
+    """The ecm_regions.yml document: one group, its alerts after the series they read."""
     p = p or RegionRuleParams()
-    return {
-        "groups": [
-            {"name": "ecm-regions-recording", "rules": region_recording_rules(base, p)},
-            {"name": "ecm-regions-alerts", "rules": region_alerts(base, p)},
-        ]
-    }
+    rules = [*region_recording_rules(base, p), *region_alerts(base, p)]
+    return {"groups": [{"name": "ecm-regions", "rules": rules}]}

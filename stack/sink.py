@@ -1,6 +1,6 @@
 """The webhook sink of the local run and the tests: records every notification Alertmanager
 posts to /<receiver>, in memory (the latest MAX_KEPT) and, when given a file, as JSON lines
-{"receiver", "payload"} appended there (the local run's notifications.jsonl).
+{"receiver", "at" (arrival, Unix seconds), "payload"} appended there (notifications.jsonl).
 
 It is an app of the shared factory (ecm_common/service.py), served in a thread of the caller.
 """
@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,10 +32,11 @@ Receiver = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 @dataclass(frozen=True)
 class Notification:
-    """One POST: the receiver (the URL path) and the Alertmanager webhook payload."""
+    """One POST: the receiver (the URL path), the Alertmanager webhook payload, when it came."""
 
     receiver: str
     payload: dict[str, Any]
+    at: float = field(default_factory=time.time)
 
     def alerts(self, **labels: str) -> list[dict[str, Any]]:
         """The payload's alerts whose labels include these."""
@@ -89,8 +91,8 @@ class WebhookSink:
             self._count += 1
             if self.path is not None:
                 with self.path.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps({"receiver": note.receiver, "payload": note.payload}))
-                    fh.write("\n")
+                    line = {"receiver": note.receiver, "at": note.at, "payload": note.payload}
+                    fh.write(json.dumps(line) + "\n")
         names = sorted({a.get("labels", {}).get("alertname", "?") for a in note.alerts()})
         log.info(
             "notification to %s: %s %s", note.receiver, note.payload.get("status"), ", ".join(names)

@@ -1,7 +1,8 @@
 """End to end on loopback with the real binaries: failing calls, the exporter, Prometheus,
-Alertmanager, the pager (its own process and login) and an SMTP server. The incident opens, the
-level-1 email arrives with a working acknowledge link, the incident resolves when the calls
-recover, and the dead man's switch pages when Alertmanager goes silent."""
+Alertmanager, the pager (its own process and login), the ECM API (its run-time rules read by
+Prometheus) and an SMTP server. The incident opens, the level-1 email arrives with a working
+acknowledge link, the incident resolves when the calls recover, the dead man's switch pages when
+Alertmanager goes silent, and a rule made through the API pages, moves and goes."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from db.roles import LOGINS, PAGER_LOGIN, ensure_login, url_for
+from db.roles import API_LOGIN, LOGINS, PAGER_LOGIN, ensure_login, url_for
 from ecm_common.config import read_yaml
 from stack import promconfig, rules
 from stack.runner import Child, Supervisor
@@ -32,6 +33,7 @@ from tests.stack.services import poll, start_service
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
 
 WRITE_TOKEN = "e2e-write-token"
+API_TOKEN = "e2e-api-token"
 AM_TOKEN = "e2e-alertmanager-token"
 # Repeats every few seconds: the Watchdog keeps coming, and each firing alert is re-posted
 # (the pager must treat the repeats as retries).
@@ -50,6 +52,8 @@ class PagerStack:
     traffic: Traffic
     mailbox: Mailbox
     sup: Supervisor
+    ecm_api: Child
+    tickets: WebhookSink
 
     def api(self, path: str) -> Any:
         """GET a pager API path as JSON."""
@@ -65,7 +69,17 @@ class PagerStack:
         parts = [f"mails: {[m['Subject'] for m in self.mails('')]}"]
         with contextlib.suppress(Exception):
             parts.append(f"incidents: {json.dumps(self.api('/v1/incidents'))[:2000]}")
-        for child in (self.pager, self.alertmanager, self.prometheus):
+        with contextlib.suppress(Exception):
+            held = requests.get(self.alertmanager.url + "/api/v2/alerts", timeout=5).json()
+            parts.append(
+                "alertmanager holds: "
+                + ", ".join(
+                    f"{a['labels'].get('alertname')}{{{a['labels'].get('severity')}}}"
+                    f"={a['status']['state']} until {a['endsAt']}"
+                    for a in held
+                )
+            )
+        for child in (self.pager, self.alertmanager, self.prometheus, self.ecm_api):
             parts.append(f"--- {child.name} ---\n{child.tail(30)}")
         return "\n".join(parts)
 
@@ -78,6 +92,7 @@ def pager_stack(pg_server: PgServer, smtp_server: Mailbox, tmp_path: Path) -> It
     name = "ecm_e2e_pager"
     url, reader_url = create_database(pg_server, name)
     ensure_login(url, PAGER_LOGIN, None, LOGINS[PAGER_LOGIN])
+    ensure_login(url, API_LOGIN, None, LOGINS[API_LOGIN])
     traffic = Traffic(url)
     tickets = WebhookSink().start()
     sup = Supervisor()
@@ -125,7 +140,10 @@ def pager_stack(pg_server: PgServer, smtp_server: Mailbox, tmp_path: Path) -> It
             "/-/ready",
         )
         am_address = alertmanager.url.removeprefix("http://")
-        rule_files = rules.write(E2E_RULES, tmp_path / "rules")
+        # The committed rules, and the directory the API writes its run-time rules into.
+        user_rules = tmp_path / "user-rules"
+        user_rules.mkdir()
+        rule_files = [*rules.write(E2E_RULES, tmp_path / "rules"), user_rules / "*.yml"]
         scrape_jobs = read_yaml(promconfig.PROMETHEUS_YML)["scrape_configs"]
 
         def prom_argv(port: int) -> list[str]:
@@ -150,13 +168,35 @@ def pager_stack(pg_server: PgServer, smtp_server: Mailbox, tmp_path: Path) -> It
             )  # fmt: skip
 
         prometheus = start_service(sup, "prometheus", prom_argv, tmp_path, "/-/ready")
-        yield PagerStack(pager, alertmanager, prometheus, traffic, smtp_server, sup)
+        api = start_service(
+            sup,
+            "api",
+            lambda port: [sys.executable, "-m", "api", *api_args(port, user_rules, prometheus.url)],
+            tmp_path,
+            "/readyz",
+            env={"ECM_DATABASE_URL": url_for(url, API_LOGIN, None), "ECM_API_TOKEN": API_TOKEN},
+        )
+        yield PagerStack(pager, alertmanager, prometheus, traffic, smtp_server, sup, api, tickets)
     finally:
         sup.stop_all()
         traffic.stop()
         tickets.stop()
         with pg_server.admin() as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def api_args(port: int, rules_dir: Path, prometheus_url: str) -> list[str]:
+    """The API's flags: loopback, and its rules where Prometheus reads them."""
+    return [
+        "--port",
+        str(port),
+        "--listen-address",
+        "127.0.0.1",
+        "--rules-dir",
+        str(rules_dir),
+        "--prometheus-url",
+        prometheus_url,
+    ]
 
 
 def _start_pager(sup: Supervisor, workdir: Path, db_url: str, mailbox: Mailbox) -> Child:
@@ -251,6 +291,90 @@ def test_silent_alertmanager_opens_the_pipeline_incident(pager_stack: PagerStack
     )
     [silent] = s.api("/v1/incidents?service=ecm-monitoring")["incidents"]
     assert silent["state"] == "triggered"
+
+
+def test_a_rule_made_through_the_api_pages_moves_to_tickets_and_goes(
+    pager_stack: PagerStack,
+) -> None:
+    """A run-time rule fires on the traffic, reaches Alertmanager and opens a pager incident;
+    made a warning it resolves there and goes to the tickets; deleted, it resolves there."""
+    s = pager_stack
+    auth = {"Authorization": f"Bearer {API_TOKEN}", "X-ECM-Actor": "e2e"}
+    # Stricter than any committed rule: TOWER_2's healthy calls take 1 s (tests/stack/livestack.py),
+    # so only this rule fires and the incident is its own.
+    rule = {
+        "name": "TowerTwoSlow",
+        "what": "p95_latency",
+        "scope": "tower",
+        "target": "TOWER_2",
+        "comparison": ">",
+        "threshold": 0.5,
+        "window": "1m",
+        "for": "0s",
+        "severity": "critical",
+        "summary": "TOWER_2 answers slower than 0.5 s",
+    }
+    resp = requests.post(f"{s.ecm_api.url}/v1/rules", json=rule, headers=auth, timeout=30)
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["prometheus"] == "reloaded"
+    rule_id = resp.json()["rule_id"]
+    key = {"alertname": "EcmRuleTowerTwoSlow", "tower": "TOWER_2"}
+    incident = poll(
+        "the rule's incident at the pager",
+        lambda: _incident_with(s, "EcmRuleTowerTwoSlow"),
+        WAIT_S,
+        diagnostics=s.diagnostics,
+    )
+    incident_id = int(incident["id"])
+    assert _alertnames(s, incident_id) == {"EcmRuleTowerTwoSlow"}
+    assert s.mails("TOWER_2 answers slower than 0.5 s"), s.diagnostics()
+    status = requests.get(f"{s.ecm_api.url}/v1/rules/{rule_id}/status", timeout=10).json()
+    assert status["loaded"] is True and status["state"] == "firing"
+    assert [a["tower"] for a in status["active_alerts"]] == ["TOWER_2"]
+
+    warning = {**rule, "severity": "warning"}
+    resp = requests.put(
+        f"{s.ecm_api.url}/v1/rules/{rule_id}", json=warning, headers=auth, timeout=30
+    )
+    assert resp.status_code == 200 and resp.json()["version"] == 2, resp.text
+    # Prometheus drops the critical alert with the old rule; Alertmanager resolves it when its
+    # last notice runs out (4 evaluations), and the pager closes the incident.
+    poll(
+        "the critical rule's incident to resolve once the rule is a warning",
+        lambda: _resolved(s, incident_id),
+        WAIT_S,
+        diagnostics=s.diagnostics,
+    )
+    poll(
+        "the warning at the tickets receiver",
+        lambda: _notified(s.tickets, "firing", severity="warning", **key),
+        WAIT_S,
+        diagnostics=s.diagnostics,
+    )
+    resp = requests.delete(f"{s.ecm_api.url}/v1/rules/{rule_id}", headers=auth, timeout=30)
+    assert resp.status_code == 200, resp.text
+    poll(
+        "the deleted rule's alert resolved at the tickets receiver",
+        lambda: _notified(s.tickets, "resolved", severity="warning", **key),
+        WAIT_S,
+        diagnostics=s.diagnostics,
+    )
+    # The warning never paged: the rule's one incident is the only one.
+    assert [i["id"] for i in s.api("/v1/incidents?service=ecm")["incidents"]] == [incident_id]
+
+
+def _incident_with(s: PagerStack, alertname: str) -> dict[str, Any] | None:
+    for summary in s.api("/v1/incidents?service=ecm")["incidents"]:
+        if alertname in _alertnames(s, summary["id"]):
+            return dict(summary)
+    return None
+
+
+def _notified(sink: WebhookSink, status: str, **labels: str) -> bool | None:
+    for note in sink.received():
+        if any(a["status"] == status for a in note.alerts(**labels)):
+            return True
+    return None
 
 
 def _alertnames(s: PagerStack, incident: int) -> set[str]:

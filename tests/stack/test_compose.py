@@ -109,6 +109,26 @@ def test_config_folders_are_the_local_runs() -> None:
     assert "entrypoint" not in SERVICES["alertmanager"]
 
 
+def test_api_rules_reach_prometheus() -> None:
+    """The API writes its rules file on a volume Prometheus reads through its rule_files glob."""
+    cmd = SERVICES["api"]["command"]
+    rules_dir = cmd[cmd.index("--rules-dir") + 1]
+    assert cmd[cmd.index("--prometheus-url") + 1] == "http://prometheus:9090"
+    api_mounts = dict(v.split(":")[:2] for v in SERVICES["api"]["volumes"])
+    volume = next(src for src, dst in api_mounts.items() if dst == rules_dir)
+    assert volume in COMPOSE["volumes"]
+    prom_mounts = {
+        src: dst for src, dst, *_ in (v.split(":") for v in SERVICES["prometheus"]["volumes"])
+    }
+    seen_at = Path(prom_mounts[volume])
+    # Prometheus resolves rule_files against the config file's folder, /etc/prometheus.
+    globs = promconfig.read_yaml(promconfig.PROMETHEUS_YML)["rule_files"]
+    rules_file = seen_at / "ecm_user_rules.yml"
+    assert any(rules_file.match(str(Path("/etc/prometheus", g))) for g in globs)
+    # The mount point exists in the read-only ./prometheus mount.
+    assert (ROOT / "prometheus" / seen_at.relative_to("/etc/prometheus")).is_dir()
+
+
 def test_every_image_is_pinned() -> None:
     """A tag on every image, never latest; the versions the tests run against."""
     for name, svc in SERVICES.items():

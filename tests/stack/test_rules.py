@@ -86,7 +86,7 @@ def test_check_flag_reports_stale_files(tmp_path: Path) -> None:
     )
     assert stale.returncode == 1
     assert "ecm_alerts.yml is not up to date" in stale.stderr
-    assert "ecm_recording.yml is not up to date" in stale.stderr
+    assert "ecm_regions.yml is not up to date" in stale.stderr
     fresh = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
     assert fresh.returncode == 0, fresh.stderr
 

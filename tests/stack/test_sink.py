@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import requests
@@ -24,6 +25,7 @@ def test_records_each_post_in_memory_and_in_the_file(tmp_path: Path) -> None:
     notes = tmp_path / "notifications.jsonl"
     sink = WebhookSink(notes).start()
     try:
+        before = time.time()
         resp = requests.post(sink.url("pager"), json=FIRING, timeout=5)
         assert resp.status_code == 200
         mark = sink.mark()
@@ -36,6 +38,9 @@ def test_records_each_post_in_memory_and_in_the_file(tmp_path: Path) -> None:
             "severity": "critical",
         }
         lines = [json.loads(ln) for ln in notes.read_text().splitlines()]
+        arrived = [line.pop("at") for line in lines]
+        assert arrived == [n.at for n in sink.received()]
+        assert before <= arrived[0] <= arrived[1] <= time.time()
         assert lines == [
             {"receiver": "pager", "payload": FIRING},
             {"receiver": "tickets", "payload": resolved},

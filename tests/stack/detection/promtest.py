@@ -22,7 +22,7 @@ from generator.app import effective_settings, load_model_inputs
 from generator.config import GeneratorSettings
 from generator.model import ModelParams, zipf_weights
 from generator.scenario import Phase, Scenario
-from stack.rules import ALERTS_FILE, RECORDING_FILE, RULES_DIR, WATCHDOG
+from stack.rules import ALERTS_FILE, RULES_DIR, WATCHDOG
 from tests.stack.detection import series
 from tests.stack.detection.timing import RESOLVE_WITHIN_S, Timing
 
@@ -125,9 +125,7 @@ def checks(case: Case, timing: Timing) -> list[dict[str, Any]]:
             }
         ]
     t0, te = case.start_s, case.end_s
-    # Recording and alerting rule groups are evaluated in no fixed order (by promtool as by
-    # Prometheus), so an alert may see its inputs one evaluation later: allow that one interval.
-    fire = timing.fire_deadline_s + timing.eval_s
+    fire = timing.fire_deadline_s
     out: list[dict[str, Any]] = [
         # Nothing fires on the baseline before the incident.
         {
@@ -209,7 +207,7 @@ def measure_checks(case: Case, timing: Timing) -> list[dict[str, Any]]:
 def test_file(cases: list[Case], timing: Timing, rules_dir: Path = RULES_DIR) -> dict[str, Any]:
     """A promtool test document holding every case."""
     return {
-        "rule_files": [str(rules_dir / RECORDING_FILE), str(rules_dir / ALERTS_FILE)],
+        "rule_files": [str(rules_dir / ALERTS_FILE)],
         "evaluation_interval": _s(timing.eval_s),
         "tests": [
             {
