@@ -14,6 +14,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from ecm_common.config import read_yaml
 from stack import promconfig
 from tests.stack.conftest import env_example
 
@@ -122,7 +123,7 @@ def test_api_rules_reach_prometheus() -> None:
     }
     seen_at = Path(prom_mounts[volume])
     # Prometheus resolves rule_files against the config file's folder, /etc/prometheus.
-    globs = promconfig.read_yaml(promconfig.PROMETHEUS_YML)["rule_files"]
+    globs = read_yaml(promconfig.PROMETHEUS_YML)["rule_files"]
     rules_file = seen_at / "ecm_user_rules.yml"
     assert any(rules_file.match(str(Path("/etc/prometheus", g))) for g in globs)
     # The mount point exists in the read-only ./prometheus mount.

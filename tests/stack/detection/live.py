@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import get_args
 
 from db.migrate import migrate
+from ecm_common.config import read_yaml
 from ecm_common.db import URL_ENV
 from stack import pgbinaries, promconfig
 from stack.pgcluster import LocalCluster, free_port
@@ -196,7 +197,7 @@ def start_lane(
         )
     ).wait_ready()
     prom = f"127.0.0.1:{ports['prometheus']}"
-    jobs = promconfig.read_yaml(promconfig.PROMETHEUS_YML)["scrape_configs"]
+    jobs = read_yaml(promconfig.PROMETHEUS_YML)["scrape_configs"]
     targets: dict[str, str | None] = {j["job_name"]: None for j in jobs}
     targets.update(
         {
