@@ -123,7 +123,6 @@ def measure_all(plan: Plan, out_dir: Path, command: str) -> tuple[list[Row], str
         scaled = scale.run(db.url, scale.QUICK_SCALE if plan.quick else scale.FULL_SCALE)
         log.warning("10 SMS broadcast queue against raw UPDATEs, senders scaling")
         sms = broadcast.run(db.url, broadcast.QUICK_PLAN if plan.quick else broadcast.FULL_PLAN)
-        log.warning("11 API calls pages and analytics summaries (empties the calls first)")
         calls_api = api_calls.run(
             db.url, api_calls.QUICK_PLAN if plan.quick else api_calls.FULL_PLAN
         )

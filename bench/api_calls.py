@@ -1,12 +1,16 @@
-"""Section 11: the ECM API's calls and analytics. GET /v1/calls at page 1 and page 1,000
-(keyset pages; goal: flat) beside the same page 1,000 by OFFSET in SQL; the 30-day and 24-hour
-summaries from the per-minute rollups beside the same numbers (percentile_cont) from raw calls.
+"""Section 11: the ECM API's calls and analytics, at 1M and 10M calls. GET /v1/calls at page 1
+and page 1,000 (keyset pages; goal: flat) beside the same page 1,000 by OFFSET in SQL; the 30-day
+and 24-hour summaries from the per-minute rollups beside the same numbers (percentile_cont) from
+raw calls, and the summary at the largest size against the smallest (goal: flat).
+
+    python -m bench.api_calls [--quick]     # this section alone, on a throwaway cluster
 """
 
 from __future__ import annotations
 
 import logging
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from api.app import build
 from api.config import ApiSettings
 from bench import data, measure
-from bench.report import Row, verdict
+from bench.report import Row, run_alone, verdict
 from ecm_common.db import connect
 from ecm_common.service import BackgroundServer
 
@@ -44,14 +48,14 @@ NOTE = (
 
 @dataclass(frozen=True)
 class ApiCallsPlan:
-    """Sizes of section 11."""
+    """Sizes of section 11: the table is filled anew at each size."""
 
-    rows: int
+    sizes: tuple[int, ...]
     repeats: int
 
 
-QUICK_PLAN = ApiCallsPlan(rows=120_000, repeats=5)
-FULL_PLAN = ApiCallsPlan(rows=2_000_000, repeats=30)
+QUICK_PLAN = ApiCallsPlan(sizes=(110_000, 220_000), repeats=5)  # page 1,000 needs 100,000
+FULL_PLAN = ApiCallsPlan(sizes=(1_000_000, 10_000_000), repeats=30)
 
 
 @dataclass(frozen=True)
@@ -79,12 +83,21 @@ def _p99(times: list[float]) -> float:
     return sorted(times)[min(len(times) - 1, round(0.99 * (len(times) - 1)))]
 
 
-def run(url: str, plan: ApiCallsPlan) -> ApiCallsResult:
+def run(url: str, plan: ApiCallsPlan) -> list[ApiCallsResult]:
+    """Every size of the plan, smallest first."""
+    out = []
+    for size in sorted(plan.sizes):
+        log.warning("11 API calls and summaries at %s calls", f"{size:,}")
+        out.append(run_size(url, size, plan.repeats))
+    return out
+
+
+def run_size(url: str, size: int, repeats: int) -> ApiCallsResult:
     """Load the calls, fold them, time the routes and their baselines."""
     with connect(url, autocommit=True, app="ecm-bench") as conn:
         data.reset(conn)
         end = data.db_now(conn)
-        data.add_calls(conn, plan.rows, towers=100, end=end, span_s=30 * DAY_S)
+        data.add_calls(conn, size, towers=100, end=end, span_s=30 * DAY_S)
         data.vacuum(conn)
     settings = ApiSettings.model_validate(
         {"port": 0, "listen_address": "127.0.0.1", "db_timeout": "60s", "max_fold_rows": 10**7}
@@ -96,28 +109,26 @@ def run(url: str, plan: ApiCallsPlan) -> ApiCallsResult:
     with BackgroundServer(api.app, settings.http) as srv, requests.Session() as s:
         base = srv.url
         calls = f"{base}/v1/calls"
-        page1 = statistics.median(_timed(s, calls, {"limit": str(PAGE)}, plan.repeats))
+        page1 = statistics.median(_timed(s, calls, {"limit": str(PAGE)}, repeats))
         cursor = None
         for _ in range(999):
             params = {"limit": str(PAGE), **({"cursor": cursor} if cursor else {})}
             cursor = s.get(calls, params=params, timeout=60).json()["next_cursor"]
         assert cursor is not None, "fewer than 1,000 pages"
         at = {"limit": str(PAGE), "cursor": cursor}
-        page1000 = statistics.median(_timed(s, calls, at, plan.repeats))
+        page1000 = statistics.median(_timed(s, calls, at, repeats))
         summaries = []
         for span, days in (("30 days", 30.0), ("24 hours", 1.0)):
             frm, to = end + timedelta(seconds=1) - timedelta(days=days), end + timedelta(seconds=1)
             window = {"from": frm.isoformat(), "to": to.isoformat()}
-            times = _timed(s, f"{base}/v1/analytics/summary", window, plan.repeats)
-            raw = _raw(url, frm, to, max(1, plan.repeats // 5))
+            times = _timed(s, f"{base}/v1/analytics/summary", window, repeats)
+            raw = _raw(url, frm, to, max(1, repeats // 5))
             summaries.append((span, statistics.median(times), _p99(times), raw))
     api.call_rollup.close()
     with connect(url, autocommit=True, app="ecm-bench") as conn:
         params = {"offset": 999 * PAGE, "limit": PAGE}
-        offset = measure.median_time(
-            lambda: conn.execute(OFFSET_PAGE, params).fetchall(), plan.repeats
-        )
-    return ApiCallsResult(plan.rows, page1, page1000, offset, tuple(summaries))
+        offset = measure.median_time(lambda: conn.execute(OFFSET_PAGE, params).fetchall(), repeats)
+    return ApiCallsResult(size, page1, page1000, offset, tuple(summaries))
 
 
 def _raw(url: str, frm: datetime, to: datetime, repeats: int) -> float:
@@ -131,8 +142,30 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
-def rows(r: ApiCallsResult) -> list[Row]:
-    """The table rows of section 11."""
+def rows(results: list[ApiCallsResult]) -> list[Row]:
+    """The table rows of section 11: each size, then the summary's growth across sizes."""
+    out = [row for r in results for row in _size_rows(r)]
+    small, large = results[0], results[-1]
+    if large.rows > small.rows:
+        # Medians: a p99 of a few repeats is one sample and moves by itself.
+        grew = large.summaries[0][1] / small.summaries[0][1]
+        out.append(
+            Row(
+                "11",
+                f"summary over {large.summaries[0][0]}, median at {large.rows:,} against "
+                f"{small.rows:,} calls",
+                _ms(large.summaries[0][1]),
+                _ms(small.summaries[0][1]),
+                f"{grew:.2f}x for {large.rows / small.rows:g}x the calls",
+                f"<= {FLAT_GOAL}x",
+                verdict(grew <= FLAT_GOAL),
+            )
+        )
+    return out
+
+
+def _size_rows(r: ApiCallsResult) -> list[Row]:
+    """One size's rows."""
     flat = r.page1000_s / r.page1_s
     out = [
         Row("11", f"GET /v1/calls page 1, {r.rows:,} calls", _ms(r.page1_s)),
@@ -150,7 +183,7 @@ def rows(r: ApiCallsResult) -> list[Row]:
         out.append(
             Row(
                 "11",
-                f"GET /v1/analytics/summary over {span} (rollups), median / p99",
+                f"GET /v1/analytics/summary over {span} (rollups, {r.rows:,} calls), median / p99",
                 f"{_ms(median)} / {_ms(p99)}",
                 f"the same from raw calls (percentile_cont): {_ms(raw)}",
                 f"{median / raw:.3f}x",
@@ -159,3 +192,17 @@ def rows(r: ApiCallsResult) -> list[Row]:
             )
         )
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """This section alone on a throwaway cluster; prints its rows."""
+    return run_alone(
+        "python -m bench.api_calls",
+        __doc__,
+        argv,
+        lambda url, quick: rows(run(url, QUICK_PLAN if quick else FULL_PLAN)),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

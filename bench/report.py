@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import platform
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import data
 from bench.refresh import RefreshPoint
 
 log = logging.getLogger(__name__)
@@ -147,3 +150,20 @@ def plot(points: list[RefreshPoint], path: Path) -> str | None:
     fig.savefig(path)
     plt.close(fig)
     return None
+
+
+def run_alone(
+    prog: str,
+    doc: str | None,
+    argv: Sequence[str] | None,
+    rows_of: Callable[[str, bool], list[Row]],
+) -> int:
+    """`python -m bench.<section> [--quick]`: one section on a throwaway cluster, its table
+    printed; rows_of(database URL, quick) runs it."""
+    p = argparse.ArgumentParser(prog=prog, description=doc)
+    p.add_argument("--quick", action="store_true", help="small sizes, seconds long")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    with data.throwaway_database() as db:
+        print(table(rows_of(db.url, args.quick)))
+    return 0

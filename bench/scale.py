@@ -9,7 +9,6 @@ section alone and prints its rows.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import shutil
@@ -28,7 +27,7 @@ import yaml
 
 from bench import data, ecm, measure, memory, qexporter, refresh, served
 from bench.plan import FULL, QUICK, Plan
-from bench.report import Row, table, verdict
+from bench.report import Row, run_alone, verdict
 from bench.results import mib, ms
 from exporter.config import parse_window
 from stack.pgcluster import free_port
@@ -400,14 +399,12 @@ def rows(result: ScaleResult) -> list[Row]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run this section alone on a throwaway cluster and print its rows."""
-    p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="small sizes, seconds long")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    with data.throwaway_database() as db:
-        result = run(db.url, QUICK_SCALE if args.quick else FULL_SCALE)
-    print(table(rows(result)))
-    return 0
+    return run_alone(
+        "python -m bench.scale",
+        __doc__,
+        argv,
+        lambda url, quick: rows(run(url, QUICK_SCALE if quick else FULL_SCALE)),
+    )
 
 
 if __name__ == "__main__":

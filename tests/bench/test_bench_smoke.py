@@ -196,16 +196,23 @@ def test_quick_benchmark_has_the_sms_broadcast_rows(
 def test_quick_benchmark_has_the_api_calls_rows(
     quick_run: tuple[subprocess.CompletedProcess[str], Path],
 ) -> None:
-    """Section 11: keyset page 1 and page 1,000 (judged: flat) beside OFFSET in SQL; summaries
-    over 30 days and 24 hours from the rollups (judged: p99) beside percentile_cont."""
+    """Section 11 at two sizes: keyset page 1 and page 1,000 (judged: flat) beside OFFSET in SQL;
+    summaries over 30 days and 24 hours from the rollups (judged: p99) beside percentile_cont;
+    the summary's growth from the smaller size to the larger (judged: flat)."""
     proc, _ = quick_run
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [r for r in table_rows(proc.stdout) if r[0] == "11"]
-    assert len(rows) == 4, rows
-    page1, page1000, *summaries = rows
-    assert page1[1].startswith("GET /v1/calls page 1,") and page1[2].endswith(" ms")
-    assert page1000[3].startswith("page 1,000 by OFFSET in SQL:")
-    assert page1000[5] == "<= 1.5x page 1" and page1000[6] in {"met", "NOT met"}
-    assert [s[1].split(" over ")[1].split(" (")[0] for s in summaries] == ["30 days", "24 hours"]
-    assert all(s[3].startswith("the same from raw calls (percentile_cont):") for s in summaries)
-    assert all(s[5] == "p99 < 50 ms" and s[6] in {"met", "NOT met"} for s in summaries)
+    assert len(rows) == 9, rows
+    for size, part in (("110,000", rows[0:4]), ("220,000", rows[4:8])):
+        page1, page1000, *summaries = part
+        assert page1[1] == f"GET /v1/calls page 1, {size} calls" and page1[2].endswith(" ms")
+        assert page1000[3].startswith("page 1,000 by OFFSET in SQL:")
+        assert page1000[5] == "<= 1.5x page 1" and page1000[6] in {"met", "NOT met"}
+        spans = [s[1].split(" over ")[1].split(" (")[0] for s in summaries]
+        assert spans == ["30 days", "24 hours"]
+        assert all(f"{size} calls" in s[1] for s in summaries)
+        assert all(s[3].startswith("the same from raw calls (percentile_cont):") for s in summaries)
+        assert all(s[5] == "p99 < 50 ms" and s[6] in {"met", "NOT met"} for s in summaries)
+    growth = rows[8]
+    assert growth[1] == "summary over 30 days, median at 220,000 against 110,000 calls"
+    assert growth[4].endswith("x for 2x the calls") and growth[6] in {"met", "NOT met"}

@@ -33,11 +33,10 @@ from stack.pgcluster import LocalCluster, free_port
 from stack.rules import WATCHDOG
 from stack.runner import Child, Supervisor
 from stack.sink import RECEIVERS, Notification, WebhookSink
-from tests.stack.detection import promtest, timing
+from tests.stack.detection import promtest, report, timing
 
 log = logging.getLogger("detect-live")
 
-DOC = promtest.ROOT / "docs" / "DETECTION.md"
 BEGIN, END = "<!-- live:begin -->", "<!-- live:end -->"
 # The goals (issue 10): at the receiver within 2 minutes, resolved within 5 minutes of the end.
 NOTIFY_WITHIN_S = 120.0
@@ -66,6 +65,7 @@ class Lane:
     case: promtest.Case
     sink: WebhookSink
     sup: Supervisor
+    dir: Path
     origin: float = 0.0
     stop_at: float = 0.0
     failed: str = ""
@@ -178,7 +178,7 @@ def start_lane(
     d = state / path.stem
     d.mkdir(parents=True, exist_ok=True)
     sink = WebhookSink(d / "notifications.jsonl").start()
-    lane = Lane(path, case, sink, Supervisor())
+    lane = Lane(path, case, sink, Supervisor(), d)
     lanes.append(lane)  # stopped by the caller, even when a part fails to start
     ports = {name: free_port() for name in ("exporter", "generator", "prometheus", "am")}
     am = f"127.0.0.1:{ports['am']}"
@@ -187,15 +187,7 @@ def start_lane(
         for env, receiver in zip(promconfig.WEBHOOK_ENV, RECEIVERS, strict=True)
     }
     am_cfg = promconfig.render_alertmanager_config(d / "alertmanager", urls)
-    lane.sup.start(
-        Child(
-            "alertmanager",
-            promconfig.alertmanager_command(am_cfg, d / "am-data", am),
-            d / "alertmanager.log",
-            url=f"http://{am}",
-            ready_path="/-/ready",
-        )
-    ).wait_ready()
+    _tool(lane, "alertmanager", promconfig.alertmanager_command(am_cfg, d / "am-data", am), am)
     prom = f"127.0.0.1:{ports['prometheus']}"
     jobs = read_yaml(promconfig.PROMETHEUS_YML)["scrape_configs"]
     targets: dict[str, str | None] = {j["job_name"]: None for j in jobs}
@@ -208,15 +200,7 @@ def start_lane(
         }
     )
     prom_cfg = promconfig.render_prometheus_config(d / "prometheus", targets, am)
-    lane.sup.start(
-        Child(
-            "prometheus",
-            promconfig.prometheus_command(prom_cfg, d / "prom-data", prom),
-            d / "prometheus.log",
-            url=f"http://{prom}",
-            ready_path="/-/ready",
-        )
-    ).wait_ready()
+    _tool(lane, "prometheus", promconfig.prometheus_command(prom_cfg, d / "prom-data", prom), prom)
     exporter = [sys.executable, "-m", "exporter", "--port", str(ports["exporter"])]
     lane.sup.start(
         Child(
@@ -242,6 +226,14 @@ def start_lane(
         case.end_s,
         lane.stop_at - lane.origin,
     )
+
+
+def _tool(lane: Lane, name: str, argv: list[str], listen: str) -> None:
+    """Start Prometheus or Alertmanager for the lane and wait until it is ready."""
+    child = Child(
+        name, argv, lane.dir / f"{name}.log", url=f"http://{listen}", ready_path="/-/ready"
+    )
+    lane.sup.start(child).wait_ready()
 
 
 def run(lanes: list[Lane]) -> None:
@@ -313,11 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     text = table(lanes, started)
     print(text)
     if ns.write:
-        doc = DOC.read_text()
-        head, rest = doc.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        DOC.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
-        print(f"wrote {DOC}; logs in {state}", file=sys.stderr)
+        report.write_section(BEGIN, END, text)
+        print(f"wrote {report.DOC}; logs in {state}", file=sys.stderr)
     return 0 if all(r.endswith("| yes |") for lane in lanes for r in rows(lane)) else 1
 
 

@@ -61,12 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     text = table(rows)
     print(text)
     if ns.write:
-        doc = DOC.read_text()
-        head, rest = doc.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        DOC.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+        write_section(BEGIN, END, text)
         print(f"wrote {DOC}", file=sys.stderr)
     return 0
+
+
+def write_section(begin: str, end: str, text: str) -> None:
+    """Replace what stands between two markers of docs/DETECTION.md."""
+    head, rest = DOC.read_text().split(begin, 1)
+    _, tail = rest.split(end, 1)
+    DOC.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
 
 
 if __name__ == "__main__":
