@@ -140,7 +140,7 @@ def build(
             pm_router(Ingest(store, bounds, metrics, clock)),
             calls_router(reader, clock, guard),
             analytics_router(reader, call_rollup, clock, guard),
-            rules_router(rules, guard),
+            rules_router(rules, reader, guard),
         ],
         lifespan=lifespan,
     )

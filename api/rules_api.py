@@ -19,6 +19,7 @@ from fastapi import APIRouter, Header, Path, Query
 from psycopg.types.json import Jsonb
 
 from api import rules_preview
+from api.reader import Reader
 from api.rules_model import RuleSpec
 from api.rules_render import RuleRejected, RulesFile, render
 from ecm_common.db import CONNECT_TIMEOUT_S, describe
@@ -84,11 +85,6 @@ class Rules:
         except psycopg.OperationalError as exc:
             raise Problem(503, f"database unavailable: {describe(exc)}") from None
 
-    def all(self) -> list[dict[str, Any]]:
-        """Every rule, by id."""
-        with self._connect() as conn:
-            return [_out(r) for r in conn.execute(_ALL).fetchall()]
-
     def get(self, rule_id: int) -> dict[str, Any]:
         """One rule; 404 when there is none."""
         with self._connect() as conn:
@@ -96,17 +92,6 @@ class Rules:
         if row is None:
             raise Problem(404, f"no rule with id {rule_id}")
         return _out(row)
-
-    def versions(self, rule_id: int) -> list[dict[str, Any]]:
-        """Every version of a rule, oldest first (a deleted rule's too)."""
-        with self._connect() as conn:
-            rows = conn.execute(_VERSIONS, {"id": rule_id}).fetchall()
-        if not rows:
-            raise Problem(404, f"no rule with id {rule_id}")
-        return [
-            {"version": v, "action": a, "rule": s, "changed_by": w, "changed_at": t}
-            for v, a, s, w, t in rows
-        ]
 
     def sync(self) -> None:
         """At start-up: write the file from the table when it differs (a new rules directory,
@@ -124,9 +109,9 @@ class Rules:
         except (Problem, RuleRejected, psycopg.Error, OSError) as exc:
             log.warning("could not write the user rules file at start-up: %s", exc)
 
-    def status(self, rule_id: int) -> dict[str, Any]:
+    def status(self, rule: dict[str, Any]) -> dict[str, Any]:
         """Whether Prometheus has the rule loaded, and its state (inactive, pending, firing)."""
-        rule = self.get(rule_id)
+        rule_id = rule["rule_id"]
         if self.file is None or self.file.prometheus_url is None:
             raise Problem(503, "no prometheus_url configured: the rule's state is unknown")
         try:
@@ -245,19 +230,28 @@ def _out(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-def rules_router(rules: Rules, guard: Sequence[Any] = ()) -> APIRouter:
-    """The router of /v1/rules; guard: the read scope's dependency (writes also need the
+async def _read_one(reader: Reader, rule_id: int) -> dict[str, Any]:
+    """One rule through the reader pool; 404 when there is none."""
+    rows = await reader.rows(_ONE, {"id": rule_id})
+    if not rows:
+        raise Problem(404, f"no rule with id {rule_id}")
+    return _out(rows[0])
+
+
+def rules_router(rules: Rules, reader: Reader, guard: Sequence[Any] = ()) -> APIRouter:
+    """The router of /v1/rules; reads go through the reader pool (bounded connections), writes
+    through the rules' own login. guard: the read scope's dependency (writes also need the
     write token)."""
     router = APIRouter(tags=["rules"], dependencies=list(guard))
     auth = [RequireToken]
 
     @router.get("/v1/rules", summary="Every alert rule")
     async def list_rules() -> list[dict[str, Any]]:
-        return await anyio.to_thread.run_sync(rules.all)
+        return [_out(r) for r in await reader.rows(_ALL, {})]
 
     @router.get("/v1/rules/{rule_id}", summary="One alert rule", responses=_RESPONSES)
     async def get_rule(rule_id: RuleId) -> dict[str, Any]:
-        return await anyio.to_thread.run_sync(rules.get, rule_id)
+        return await _read_one(reader, rule_id)
 
     @router.get(
         "/v1/rules/{rule_id}/versions",
@@ -265,7 +259,13 @@ def rules_router(rules: Rules, guard: Sequence[Any] = ()) -> APIRouter:
         responses=_RESPONSES,
     )
     async def rule_versions(rule_id: RuleId) -> list[dict[str, Any]]:
-        return await anyio.to_thread.run_sync(rules.versions, rule_id)
+        rows = await reader.rows(_VERSIONS, {"id": rule_id})
+        if not rows:
+            raise Problem(404, f"no rule with id {rule_id}")
+        return [
+            {"version": v, "action": a, "rule": s, "changed_by": w, "changed_at": t}
+            for v, a, s, w, t in rows
+        ]
 
     @router.get(
         "/v1/rules/{rule_id}/status",
@@ -273,7 +273,8 @@ def rules_router(rules: Rules, guard: Sequence[Any] = ()) -> APIRouter:
         responses=_RESPONSES,
     )
     async def rule_status(rule_id: RuleId) -> dict[str, Any]:
-        return await anyio.to_thread.run_sync(rules.status, rule_id)
+        rule = await _read_one(reader, rule_id)
+        return await anyio.to_thread.run_sync(rules.status, rule)
 
     @router.post(
         "/v1/rules/preview",
