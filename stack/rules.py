@@ -20,6 +20,7 @@ from ecm_common.durations import parse_duration, prometheus_duration
 from ecm_common.errors import ConfigError
 from ecm_common.slo import CONFIRM_WINDOW, DATA_ALERTS, DETECT_WINDOWS, SLO, BurnRateWindow, Slo
 from exporter.assess import Status
+from stack import generated
 from stack.yamlout import dump_yaml
 
 log = logging.getLogger(__name__)
@@ -253,12 +254,12 @@ def _windows_text(p: RuleParams) -> str:
     return ", ".join(p.detect_windows)
 
 
-def _burn_expr(p: RuleParams, windows: tuple[BurnRateWindow, ...]) -> str:
+def _burn_expr(p: RuleParams, windows: tuple[BurnRateWindow, ...], min_calls: int) -> str:
     budget = num(p.slo.error_budget)
     parts = [
         f"(\n  job:ecm_calls_failed:ratio_rate{bw.long} > ({num(bw.factor)} * {budget})\n"
         f"and\n  job:ecm_calls_failed:ratio_rate{bw.short} > ({num(bw.factor)} * {budget})\n"
-        f"and on (job)\n  job:ecm_calls:increase{bw.long} >= {p.slo.burn_min_calls}\n)"
+        f"and on (job)\n  job:ecm_calls:increase{bw.long} >= {min_calls}\n)"
         for bw in windows
     ]
     return "\nor\n".join(parts)
@@ -407,15 +408,15 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
         )
     out += silence_alerts(p)
     pct_budget = num(slo.error_budget * 100)
-    for sev, windows, for_ in (
-        ("critical", slo.burn_page, p.page_for),
-        ("warning", slo.burn_ticket, p.ticket_for),
+    for sev, windows, for_, min_calls in (
+        ("critical", slo.burn_page, p.page_for, slo.burn_min_calls),
+        ("warning", slo.burn_ticket, p.ticket_for, slo.burn_ticket_min_calls),
     ):
         out.append(
             _alert(
                 p,
                 "EcmCallSuccessBudgetBurn",
-                _burn_expr(p, windows),
+                _burn_expr(p, windows, min_calls),
                 for_,
                 sev,
                 "Emergency call failures are burning the error budget too fast.",
@@ -619,12 +620,7 @@ def write(p: RuleParams, out_dir: Path) -> list[Path]:
 
 def stale_files(p: RuleParams, out_dir: Path) -> list[str]:
     """Names of committed files that differ from the rendering (missing ones included)."""
-    out = []
-    for name, text in render(p).items():
-        path = out_dir / name
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            out.append(name)
-    return out
+    return generated.stale(render(p), out_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -640,14 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 when the files are not up to date")
     ns = ap.parse_args(argv)
     params = RuleParams(runbook_base_url=ns.runbook_base_url)
-    if ns.check:
-        stale = stale_files(params, ns.out_dir)
-        for name in stale:
-            print(f"{ns.out_dir / name} is not up to date: run `make rules`", file=sys.stderr)
-        return 1 if stale else 0
-    for path in write(params, ns.out_dir):
-        print(f"wrote {path}")
-    return 0
+    return generated.write_or_check(render(params), ns.out_dir, check=ns.check, target="rules")
 
 
 if __name__ == "__main__":

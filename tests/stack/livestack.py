@@ -50,6 +50,7 @@ E2E_RULES = replace(
         latency_page_min_calls=5,
         latency_ticket_min_calls=5,
         burn_min_calls=5,
+        burn_ticket_min_calls=5,
         burn_page=(BurnRateWindow("1m", "10s", 14.4),),
         burn_ticket=(BurnRateWindow("5m", "30s", 3.0),),
     ),
