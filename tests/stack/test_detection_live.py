@@ -57,22 +57,27 @@ def test_a_page_on_time_and_resolved_in_time_meets_the_goals() -> None:
 
 def test_late_misrouted_unresolved_and_missing_alerts_are_named() -> None:
     """Each broken goal is said in the row, and a listed alert that never came has its own row."""
+    missing = live.rows(lane([], listed=("EcmNoCalls",)))
+    assert missing == ["| demo | (none) | | | | | | no: nothing arrived |"]
     notes = [
         note("pager", START + 130, ("EcmCallFailureRatioHigh", "critical", "firing")),
         note("pager", START + 20, ("EcmWindowWarn", "warning", "firing")),
         note("pager", END + 10, ("EcmCallLatencyP95High", "critical", "firing")),
         note("pager", END + 400, ("EcmCallLatencyP95High", "critical", "resolved")),
+        note("tickets", START - 300, ("EcmNoCalls", "warning", "firing")),
+        note("tickets", START - 200, ("EcmNoCalls", "warning", "resolved")),
     ]
-    listed = ("EcmCallFailureRatioHigh", "EcmNoCalls")
+    listed = ("EcmCallFailureRatioHigh", "EcmNoCalls", "EcmTowerSilent")
     rows = live.rows(lane(notes, listed=listed))
     assert rows == [
         "| demo | EcmCallFailureRatioHigh | critical | pager | yes | +130 s | never "
         "| no: late, not resolved in time |",
         "| demo | EcmCallLatencyP95High | critical | pager | no | +610 s | +400 s "
         "| no: after the end, not resolved in time |",
+        "| demo | EcmNoCalls | warning | tickets | yes | -300 s | -800 s | no: before the start |",
         "| demo | EcmWindowWarn | warning | pager | no | +20 s | never "
         "| no: went to pager, not resolved in time |",
-        "| demo | EcmNoCalls | | | yes | never | | no: never arrived |",
+        "| demo | EcmTowerSilent | | | yes | never | | no: never arrived |",
     ]
 
 

@@ -120,6 +120,8 @@ def rows(lane: Lane) -> list[str]:
         problems = []
         if lane.case.start_s is None:
             problems.append("fired on a quiet run")
+        elif s.first_firing is not None and s.first_firing < start:
+            problems.append("before the start")
         if RECEIVER_OF.get(severity) not in s.receivers or (
             severity != "critical" and "pager" in s.receivers
         ):
