@@ -7,7 +7,7 @@ from typing import Any
 
 from stack.runner import Supervisor
 from stack.sink import Notification, WebhookSink
-from tests.stack.detection import live, promtest
+from tests.stack.detection import live, promtest, timing
 
 T0 = 1_800_000_000.0  # the lane's origin: the scenario's time 0
 START, END = 600.0, 1200.0
@@ -89,3 +89,20 @@ def test_a_quiet_run_passes_with_only_the_watchdog_and_fails_on_anything_else() 
     false = note("tickets", 500, ("EcmWindowWarn", "warning", "firing"))
     [row] = live.rows(lane([*beats, false], quiet=True))
     assert row.endswith("| no: fired on a quiet run, not resolved in time |")
+
+
+def test_a_finished_run_is_tabulated_again_from_its_state_dir(tmp_path: Path) -> None:
+    """--from-state: the lane's facts and its receiver's file give the same rows."""
+    scenario = promtest.SCENARIOS / "tower-outage.yaml"
+    t = timing.load()
+    case = promtest.scenario_case(scenario, t)
+    assert case.start_s is not None
+    sink = WebhookSink(tmp_path / "notifications.jsonl")  # appends to the file, never served
+    first = ("EcmTowerFailureRatioHigh", "critical", "firing")
+    sink.record(note("pager", case.start_s + 65, first, tower="TOWER_3"))
+    ran = live.Lane(scenario, case, sink, Supervisor(), tmp_path, origin=T0, stop_at=T0 + 2400)
+    live.save(ran)
+    again = live.load(tmp_path, t)
+    assert (again.origin, again.stop_at, again.path) == (T0, T0 + 2400, scenario)
+    assert live.rows(again) == live.rows(ran)
+    assert "| +65 s |" in live.rows(again)[0]

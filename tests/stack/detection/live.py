@@ -9,12 +9,14 @@ when its last resolution arrived after the end, and whether the goals held.
 
     python -m tests.stack.detection.live                      # all scenarios, about 52 minutes
     python -m tests.stack.detection.live --scenario tower-outage --write
+    python -m tests.stack.detection.live --from-state DIR --write   # tabulate a finished run
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import logging
 import statistics
 import sys
@@ -42,7 +44,8 @@ BEGIN, END = "<!-- live:begin -->", "<!-- live:end -->"
 NOTIFY_WITHIN_S = 120.0
 RESOLVE_WITHIN_S = 300.0
 RESET_WAIT_S = RESOLVE_WITHIN_S + 30
-START_LEAD_S = 15.0  # every lane's services are up before its first call is due
+START_LEAD_S = 15.0
+LANE_FILE = "lane.json"  # every lane's services are up before its first call is due
 # Where each severity must arrive (Alertmanager copies a page to the tickets too).
 RECEIVER_OF = {"critical": "pager", "warning": "tickets"}
 
@@ -238,6 +241,26 @@ def _tool(lane: Lane, name: str, argv: list[str], listen: str) -> None:
     lane.sup.start(child).wait_ready()
 
 
+def save(lane: Lane) -> None:
+    """The lane's facts beside its notifications, for --from-state."""
+    facts = {"scenario": str(lane.path), "origin": lane.origin, "stop_at": lane.stop_at}
+    (lane.dir / LANE_FILE).write_text(json.dumps(facts) + "\n", encoding="utf-8")
+
+
+def load(lane_dir: Path, t: timing.Timing) -> Lane:
+    """A finished lane from its directory: facts and the notifications its receiver kept."""
+    facts = json.loads((lane_dir / LANE_FILE).read_text(encoding="utf-8"))
+    path = Path(facts["scenario"])
+    sink = WebhookSink()  # never started: it only holds the recorded notifications
+    with (lane_dir / "notifications.jsonl").open(encoding="utf-8") as fh:
+        for line in fh:
+            d = json.loads(line)
+            sink.record(Notification(d["receiver"], d["payload"], at=d["at"]))
+    lane = Lane(path, promtest.scenario_case(path, t), sink, Supervisor(), lane_dir)
+    lane.origin, lane.stop_at = facts["origin"], facts["stop_at"]
+    return lane
+
+
 def run(lanes: list[Lane]) -> None:
     """Wait for every lane's stop time, stopping each as it comes; a dead part fails its lane."""
     quiet = [lane for lane in lanes if lane.case.start_s is None]
@@ -246,6 +269,8 @@ def run(lanes: list[Lane]) -> None:
         last = max(lane.stop_at for lane in busy)
         for lane in quiet:
             lane.stop_at = min(lane.stop_at, last)
+    for lane in lanes:
+        save(lane)
     live = list(lanes)
     next_report = time.time()
     while live:
@@ -275,8 +300,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="replace the table in docs/DETECTION.md")
     ap.add_argument("--postgres", default="auto", help="system, embedded or auto (default)")
     ap.add_argument("--state-dir", type=Path, help="logs and notifications (default: temp dir)")
+    ap.add_argument(
+        "--from-state", type=Path, help="tabulate a finished run's --state-dir, run nothing"
+    )
     ns = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if ns.from_state:
+        lane_dirs = sorted(p.parent for p in ns.from_state.glob(f"*/{LANE_FILE}"))
+        if not lane_dirs:
+            print(f"detect-live: error: no {LANE_FILE} under {ns.from_state}", file=sys.stderr)
+            return 2
+        t = timing.load()
+        done = [load(d, t) for d in lane_dirs]
+        first = min(lane.origin for lane in done) - START_LEAD_S
+        return report_on(done, datetime.fromtimestamp(first, UTC), write=ns.write)
     files = sorted(promtest.SCENARIOS.glob("*.yaml"))
     if ns.scenario:
         shipped = {f.stem: f for f in files}
@@ -304,11 +341,17 @@ def main(argv: list[str] | None = None) -> int:
             lane.sup.stop_all()
             lane.sink.stop()
         cluster.destroy()
+    print(f"logs and notifications in {state}", file=sys.stderr)
+    return report_on(lanes, started, write=ns.write)
+
+
+def report_on(lanes: list[Lane], started: datetime, *, write: bool) -> int:
+    """Print the table (and write it into docs/DETECTION.md); 0 when every goal held."""
     text = table(lanes, started)
     print(text)
-    if ns.write:
+    if write:
         report.write_section(BEGIN, END, text)
-        print(f"wrote {report.DOC}; logs in {state}", file=sys.stderr)
+        print(f"wrote {report.DOC}", file=sys.stderr)
     return 0 if all(r.endswith("| yes |") for lane in lanes for r in rows(lane)) else 1
 
 
