@@ -48,6 +48,12 @@ def test_a_page_on_time_and_resolved_in_time_meets_the_goals() -> None:
         note("pager", END + 200, done, tower="TOWER_3"),
         note("heartbeat", 30, ("EcmWatchdog", "none", "firing")),
     ]
+    escalated = note("pager", START + 300, ("EcmTowerFailureRatioHigh", "critical", "firing"))
+    ticket_first = [note("tickets", START + 70, ("EcmTowerFailureRatioHigh", "warning", "firing"))]
+    # A ticket on time that becomes a page later is not late: the goal is per alert.
+    assert "late" not in " ".join(
+        live.rows(lane([*ticket_first, escalated], listed=("EcmTowerFailureRatioHigh",)))
+    )
     [row] = live.rows(lane(notes, listed=("EcmTowerFailureRatioHigh",)))
     assert row == (
         "| demo | EcmTowerFailureRatioHigh | critical | pager/tickets | yes | +70 s | +200 s "
