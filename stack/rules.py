@@ -82,6 +82,8 @@ class RuleParams:
     writer_stuck_window: str = "5m"
     writer_stuck_for: str = "5m"
     watchdog_for: str = "1m"
+    # A ticket stays quiet this long after its page fired (quiet_after_page).
+    warning_quiet_window: str = "5m"
 
     def __post_init__(self) -> None:
         """Reject values that would render rules Prometheus refuses or that never fire."""
@@ -226,7 +228,7 @@ def _adaptive(
 
     The shortest window comes first, so $value is the ratio over the shortest that fires.
     """
-    on = "job" if level == "job" else "job, tower"
+    on = "job" if level == "job" else f"job, {level}"
     parts = []
     for w in p.detect_windows:
         c = p.confirm(w)
@@ -248,6 +250,22 @@ def _adaptive(
             f"(\n  {metric.format(w=p.confirm_window)} > {num(hold)}\nand on ({on})\n  {held}\n)"
         )
     return "\nor\n".join(parts)
+
+
+def _ticket(p: RuleParams, severity: str, expr: str, page: str, on: str) -> str:
+    """expr as it is for a page, quiet after the page `page` for a ticket."""
+    return quiet_after_page(p, expr, page, on) if severity == "warning" else expr
+
+
+def quiet_after_page(p: RuleParams, expr: str, page: str, on: str) -> str:
+    """A ticket's expression, silent while the page `page` fires and for RESET_S after it.
+
+    Alertmanager mutes a warning while its critical fires; if the warning outlived the page by a
+    minute it would then go out as a new ticket after the incident ended (the real-time run saw
+    this). The warning's own conditions reset within RESET_S of the end.
+    """
+    fired = f'ALERTS{{alertname="{page}", severity="critical", alertstate="firing"}}'
+    return f"(\n{expr}\n)\nunless on ({on})\n  max_over_time({fired}[{p.warning_quiet_window}])"
 
 
 def _windows_text(p: RuleParams) -> str:
@@ -311,9 +329,15 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
                 # window's verdict ends with the incident (without a short window, it stands
                 # alone). The window must hold the minimum calls of the severity (the exporter
                 # judges from 20). Alertmanager mutes WARN while ALERT fires.
-                f"{status} >= {int(level)}\nand on (job, window)\n  {wcalls} >= {min_calls}\n"
-                f"and on (job)\n(\n  {confirm} >= {int(level)}\n"
-                f"or on (job)\n  (count by (job) ({status}) unless on (job) {confirm})\n)",
+                _ticket(
+                    p,
+                    sev,
+                    f"{status} >= {int(level)}\nand on (job, window)\n  {wcalls} >= {min_calls}\n"
+                    f"and on (job)\n(\n  {confirm} >= {int(level)}\n"
+                    f"or on (job)\n  (count by (job) ({status}) unless on (job) {confirm})\n)",
+                    "EcmWindowAlert",
+                    "job",
+                ),
                 for_,
                 sev,
                 f"The exporter classifies the {{{{ $labels.window }}}} window as {level.name}"
@@ -331,15 +355,21 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
             _alert(
                 p,
                 "EcmCallFailureRatioHigh",
-                _adaptive(
+                _ticket(
                     p,
-                    "job",
-                    "job:ecm_calls_failed:ratio_rate{w}",
-                    thr,
-                    min_calls,
-                    "EcmCallFailureRatioHigh",
                     sev,
-                    slo.warn_failure_ratio if sev == "critical" else None,
+                    _adaptive(
+                        p,
+                        "job",
+                        "job:ecm_calls_failed:ratio_rate{w}",
+                        thr,
+                        min_calls,
+                        "EcmCallFailureRatioHigh",
+                        sev,
+                        slo.warn_failure_ratio if sev == "critical" else None,
+                    ),
+                    "EcmCallFailureRatioHigh",
+                    "job",
                 ),
                 for_,
                 sev,
@@ -357,17 +387,23 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
             _alert(
                 p,
                 "EcmTowerFailureRatioHigh",
-                _adaptive(
+                _ticket(
                     p,
-                    "tower",
-                    "tower:ecm_calls_failed:ratio_rate{w}",
-                    thr,
-                    min_calls,
-                    "EcmTowerFailureRatioHigh",
                     sev,
-                    # A tower's few calls swing its ratio: a firing warning holds while the short
-                    # window is over the line, whatever its volume.
-                    slo.warn_tower_failure_ratio,
+                    _adaptive(
+                        p,
+                        "tower",
+                        "tower:ecm_calls_failed:ratio_rate{w}",
+                        thr,
+                        min_calls,
+                        "EcmTowerFailureRatioHigh",
+                        sev,
+                        # A tower's few calls swing its ratio: a firing warning holds while
+                        # the short window is over the line, whatever its volume.
+                        slo.warn_tower_failure_ratio,
+                    ),
+                    "EcmTowerFailureRatioHigh",
+                    "job, tower",
                 ),
                 for_,
                 sev,
@@ -386,15 +422,21 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
             _alert(
                 p,
                 "EcmCallLatencyP95High",
-                _adaptive(
+                _ticket(
                     p,
-                    "job",
-                    "job:ecm_call_latency_seconds:p95_rate{w}",
-                    thr,
-                    min_calls,
-                    "EcmCallLatencyP95High",
                     sev,
-                    slo.warn_p95_seconds if sev == "critical" else None,
+                    _adaptive(
+                        p,
+                        "job",
+                        "job:ecm_call_latency_seconds:p95_rate{w}",
+                        thr,
+                        min_calls,
+                        "EcmCallLatencyP95High",
+                        sev,
+                        slo.warn_p95_seconds if sev == "critical" else None,
+                    ),
+                    "EcmCallLatencyP95High",
+                    "job",
                 ),
                 for_,
                 sev,
@@ -416,7 +458,9 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
             _alert(
                 p,
                 "EcmCallSuccessBudgetBurn",
-                _burn_expr(p, windows, min_calls),
+                _ticket(
+                    p, sev, _burn_expr(p, windows, min_calls), "EcmCallSuccessBudgetBurn", "job"
+                ),
                 for_,
                 sev,
                 "Emergency call failures are burning the error budget too fast.",
@@ -439,7 +483,7 @@ def silence_alerts(p: RuleParams) -> list[dict[str, Any]]:
     usual = _query(f"job:ecm_calls:rate{u}{{job='%s'}}", "humanize")
 
     def silent(level: str) -> str:
-        on = "job" if level == "job" else "job, tower"
+        on = "job" if level == "job" else f"job, {level}"
         return "\nor\n".join(
             f"(\n  {level}:ecm_calls:increase{w} == 0\nand on ({on})\n"
             f"  {level}:ecm_calls:rate{u} * {_seconds(w)} >= {k}\n)"

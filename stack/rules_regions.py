@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from stack.rules import RuleParams, _alert, num
+from stack.rules import RuleParams, _adaptive, _alert, _ticket, num
 
 REGIONS_FILE = "ecm_regions.yml"
 REGION_ALERTS = ("EcmRegionFailureRatioHigh", "EcmTowerFailing")
@@ -23,9 +23,9 @@ REGION_ALERTS = ("EcmRegionFailureRatioHigh", "EcmTowerFailing")
 class RegionRuleParams:
     """Windows and `for:` of the region rules; thresholds come from the SLO (base.slo)."""
 
+    # The regions dashboard's windows; the region alert judges the network's windows.
     rate_window: str = "5m"
     ratio_window: str = "10m"
-    region_for: str = "5m"
     # An exporter window (`windows` option) whose tower gauges the tower alert reads.
     tower_window: str = "10m"
     tower_for: str = "5m"
@@ -41,7 +41,9 @@ def region_recording_rules(base: RuleParams, p: RegionRuleParams) -> list[dict[s
     calls, failed = _sel(base, "ecm_calls_total"), _sel(base, "ecm_calls_failed_total")
     bucket = _sel(base, "ecm_call_latency_seconds_bucket")
     out = []
-    for w in dict.fromkeys([p.rate_window, p.ratio_window]):
+    # The dashboards' windows, and the alerts' (the network's detect and confirm windows).
+    windows = [p.rate_window, p.ratio_window, *base.detect_windows, base.confirm_window]
+    for w in dict.fromkeys(windows):
         out += [
             {"record": f"region:ecm_calls:rate{w}",
              "expr": f"sum by (job, region) (rate({calls}[{w}]))"},
@@ -63,23 +65,33 @@ def region_recording_rules(base: RuleParams, p: RegionRuleParams) -> list[dict[s
 def region_alerts(base: RuleParams, p: RegionRuleParams) -> list[dict[str, Any]]:
     """A region failing, and a failing tower of a network too large for per-tower counters."""
     slo = base.slo
-    w = p.ratio_window
     region = "{{ $labels.region }}"
     pct = "{{ $value | humanizePercentage }}"
     out = []
-    for level, thr in (("warning", slo.warn_failure_ratio), ("critical", slo.alert_failure_ratio)):
+    for sev, thr, min_calls, for_ in (
+        ("warning", slo.warn_failure_ratio, slo.ticket_min_calls, base.ticket_for),
+        ("critical", slo.alert_failure_ratio, slo.page_min_calls, base.page_for),
+    ):
+        # As the network's failure ratio, per region: the shortest window holding enough calls,
+        # confirmed over the short one, a page held while over the warning line.
+        name = "EcmRegionFailureRatioHigh"
+        hold = slo.warn_failure_ratio if sev == "critical" else None
+        expr = _adaptive(
+            base, "region", "region:ecm_calls_failed:ratio_rate{w}", thr, min_calls, name, sev, hold
+        )
         out.append(
             _alert(
                 base,
-                "EcmRegionFailureRatioHigh",
-                f"region:ecm_calls_failed:ratio_rate{w} > {num(thr)}\n"
-                f"and on (job, region)\nregion:ecm_calls:increase{w} >= {slo.min_calls}",
-                p.region_for,
-                level,
+                name,
+                _ticket(base, sev, expr, name, "job, region"),
+                for_,
+                sev,
                 f"Region {region} fails more than {num(thr * 100)}% of emergency calls.",
-                f"{pct} of emergency calls in region {region} failed over the last {w} "
-                f"(threshold {num(thr * 100)}%, at least {slo.min_calls} calls). Drill down from "
-                "the regions dashboard to the region's towers.",
+                f"{pct} of emergency calls in region {region} failed (threshold "
+                f"{num(thr * 100)}%), over the shortest window of "
+                f"{', '.join(base.detect_windows)} holding at least {min_calls} calls. Drill "
+                "down from the regions dashboard to the region's towers.",
+                base.keep_firing_for,
             )
         )
     tw = f'window="{p.tower_window}"'

@@ -311,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if ns.from_state:
+        logging.getLogger("stack.sink").setLevel(logging.WARNING)  # a line per stored note
         lane_dirs = sorted(p.parent for p in ns.from_state.glob(f"*/{LANE_FILE}"))
         if not lane_dirs:
             print(f"detect-live: error: no {LANE_FILE} under {ns.from_state}", file=sys.stderr)

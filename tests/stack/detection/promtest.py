@@ -23,6 +23,7 @@ from generator.config import GeneratorSettings
 from generator.model import ModelParams, zipf_weights
 from generator.scenario import Phase, Scenario
 from stack.rules import ALERTS_FILE, RULES_DIR, WATCHDOG
+from stack.rules_regions import REGIONS_FILE
 from tests.stack.detection import series
 from tests.stack.detection.timing import RESOLVE_WITHIN_S, Timing
 
@@ -207,7 +208,7 @@ def measure_checks(case: Case, timing: Timing) -> list[dict[str, Any]]:
 def test_file(cases: list[Case], timing: Timing, rules_dir: Path = RULES_DIR) -> dict[str, Any]:
     """A promtool test document holding every case."""
     return {
-        "rule_files": [str(rules_dir / ALERTS_FILE)],
+        "rule_files": [str(rules_dir / ALERTS_FILE), str(rules_dir / REGIONS_FILE)],
         "evaluation_interval": _s(timing.eval_s),
         "tests": [
             {
