@@ -327,7 +327,12 @@ def test_a_rule_made_through_the_api_pages_moves_to_tickets_and_goes(
     )
     incident_id = int(incident["id"])
     assert _alertnames(s, incident_id) == {"EcmRuleTowerTwoSlow"}
-    assert s.mails("TOWER_2 answers slower than 0.5 s"), s.diagnostics()
+    poll(
+        "the rule's email",
+        lambda: s.mails("TOWER_2 answers slower than 0.5 s") or None,
+        WAIT_S,
+        diagnostics=s.diagnostics,
+    )
     status = requests.get(f"{s.ecm_api.url}/v1/rules/{rule_id}/status", timeout=10).json()
     assert status["loaded"] is True and status["state"] == "firing"
     assert [a["tower"] for a in status["active_alerts"]] == ["TOWER_2"]
