@@ -252,20 +252,40 @@ def _adaptive(
     return "\nor\n".join(parts)
 
 
-def _ticket(p: RuleParams, severity: str, expr: str, page: str, on: str) -> str:
+def _ticket(
+    p: RuleParams,
+    severity: str,
+    expr: str,
+    page: str,
+    on: str,
+    alert: str | None = None,
+    self_on: str = "",
+) -> str:
     """expr as it is for a page, quiet after the page `page` for a ticket."""
-    return quiet_after_page(p, expr, page, on) if severity == "warning" else expr
+    if severity != "warning":
+        return expr
+    return quiet_after_page(p, expr, page, on, alert, self_on)
 
 
-def quiet_after_page(p: RuleParams, expr: str, page: str, on: str) -> str:
-    """A ticket's expression, silent while the page `page` fires and for RESET_S after it.
+def quiet_after_page(
+    p: RuleParams, expr: str, page: str, on: str, alert: str | None = None, self_on: str = ""
+) -> str:
+    """A ticket's expression: it does not start while the page `page` fires or within
+    warning_quiet_window after it; a ticket already firing holds on its own conditions.
 
-    Alertmanager mutes a warning while its critical fires; if the warning outlived the page by a
-    minute it would then go out as a new ticket after the incident ended (the real-time run saw
-    this). The warning's own conditions reset within RESET_S of the end.
+    Alertmanager mutes a warning while its critical fires. A warning that started under its page
+    and outlived it went out as a new ticket after the incident ended; a warning that stopped
+    under its page had its "resolved" muted, and its ticket never closed (both seen in the
+    real-time runs). So a ticket is sent only when it starts before its page, and then it
+    resolves on its own conditions, after the page, where nothing mutes the "resolved".
     """
     fired = f'ALERTS{{alertname="{page}", severity="critical", alertstate="firing"}}'
-    return f"(\n{expr}\n)\nunless on ({on})\n  max_over_time({fired}[{p.warning_quiet_window}])"
+    own = f'ALERTS{{alertname="{alert or page}", severity="warning", alertstate="firing"}}'
+    held = self_on or on
+    return (
+        f"(\n(\n{expr}\n)\nunless on ({on})\n  max_over_time({fired}[{p.warning_quiet_window}])\n)"
+        f"\nor on ({held})\n(\n(\n{expr}\n)\nand on ({held})\n  {own}\n)"
+    )
 
 
 def _windows_text(p: RuleParams) -> str:
@@ -337,6 +357,8 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
                     f"or on (job)\n  (count by (job) ({status}) unless on (job) {confirm})\n)",
                     "EcmWindowAlert",
                     "job",
+                    name,
+                    "job, window",
                 ),
                 for_,
                 sev,
