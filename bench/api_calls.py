@@ -31,6 +31,7 @@ PAGE = 100
 DAY_S = 86400.0
 FLAT_GOAL = 1.5
 SUMMARY_P99_GOAL_S = 0.05
+FOLD_ROWS = 500_000  # each fold well inside the statement timeout, even at 10M calls
 OFFSET_PAGE = """SELECT call_id FROM emergency_calls ORDER BY "timestamp" DESC, call_id DESC
  OFFSET %(offset)s LIMIT %(limit)s"""
 RAW_SUMMARY = """SELECT count(*), count(*) FILTER (WHERE status = 'FAILED'), avg(latency_ms),
@@ -100,11 +101,10 @@ def run_size(url: str, size: int, repeats: int) -> ApiCallsResult:
         data.add_calls(conn, size, towers=100, end=end, span_s=30 * DAY_S)
         data.vacuum(conn)
     settings = ApiSettings.model_validate(
-        # Folds of 500,000 calls: each well inside the statement timeout, even at 10M calls.
-        {"port": 0, "listen_address": "127.0.0.1", "db_timeout": "60s", "max_fold_rows": 500_000}
+        {"port": 0, "listen_address": "127.0.0.1", "db_timeout": "60s", "max_fold_rows": FOLD_ROWS}
     )
     api = build(settings, url, CollectorRegistry(), jobs=False)
-    for _ in range(size // 500_000 + 20):
+    for _ in range(size // FOLD_ROWS + 20):
         if api.call_rollup.run():
             break
     else:

@@ -273,11 +273,14 @@ def quiet_after_page(
     """A ticket's expression: it does not start while the page `page` fires or within
     warning_quiet_window after it; a ticket already firing holds on its own conditions.
 
-    Alertmanager mutes a warning while its critical fires. A warning that started under its page
-    and outlived it went out as a new ticket after the incident ended; a warning that stopped
-    under its page had its "resolved" muted, and its ticket never closed (both seen in the
-    real-time runs). So a ticket is sent only when it starts before its page, and then it
-    resolves on its own conditions, after the page, where nothing mutes the "resolved".
+    The rule, not Alertmanager, keeps these tickets quiet under their page (alertmanager.yml
+    leaves them out of its critical-mutes-warning rule), and the page's rule is evaluated first,
+    so a ticket and its page never start in the same evaluation. Muting in Alertmanager failed
+    three ways in the real-time runs: a warning that started under its page went out as a new
+    ticket once the page ended; one that started a few seconds before its page was muted before
+    it was ever sent, held, and went out after the incident's end; and one that stopped under its
+    page had its "resolved" muted, so its ticket never closed. Now a ticket that fires is sent,
+    and its "resolved" is sent too.
     """
     fired = f'ALERTS{{alertname="{page}", severity="critical", alertstate="firing"}}'
     own = f'ALERTS{{alertname="{alert or page}", severity="warning", alertstate="firing"}}'
@@ -337,8 +340,8 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
     confirm = f'ecm_window_status{{job="{p.job}", window="{cw}"}}'
     wcalls = _sel(p, "ecm_window_calls")
     for name, level, sev, for_, word, min_calls in (
-        ("EcmWindowWarn", Status.WARN, "warning", p.ticket_for, "warning", slo.ticket_min_calls),
         ("EcmWindowAlert", Status.ALERT, "critical", p.page_for, "alert", slo.page_min_calls),
+        ("EcmWindowWarn", Status.WARN, "warning", p.ticket_for, "warning", slo.ticket_min_calls),
     ):
         out.append(
             _alert(
@@ -348,7 +351,7 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
                 # incident ends raises no new WARN; confirmed by the short window, so a long
                 # window's verdict ends with the incident (without a short window, it stands
                 # alone). The window must hold the minimum calls of the severity (the exporter
-                # judges from 20). Alertmanager mutes WARN while ALERT fires.
+                # judges from 20). WARN does not start while ALERT fires (quiet_after_page).
                 _ticket(
                     p,
                     sev,
@@ -370,8 +373,8 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
             )
         )
     for sev, thr, min_calls, for_ in (
-        ("warning", slo.warn_failure_ratio, slo.ticket_min_calls, p.ticket_for),
         ("critical", slo.alert_failure_ratio, slo.page_min_calls, p.page_for),
+        ("warning", slo.warn_failure_ratio, slo.ticket_min_calls, p.ticket_for),
     ):
         out.append(
             _alert(
@@ -402,8 +405,8 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
             )
         )
     for sev, thr, min_calls, for_ in (
-        ("warning", slo.warn_tower_failure_ratio, slo.tower_ticket_min_calls, p.ticket_for),
         ("critical", slo.alert_tower_failure_ratio, slo.tower_page_min_calls, p.page_for),
+        ("warning", slo.warn_tower_failure_ratio, slo.tower_ticket_min_calls, p.ticket_for),
     ):
         out.append(
             _alert(
@@ -437,8 +440,8 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
             )
         )
     for sev, thr, min_calls, for_ in (
-        ("warning", slo.warn_p95_seconds, slo.latency_ticket_min_calls, p.ticket_for),
         ("critical", slo.alert_p95_seconds, slo.latency_page_min_calls, p.page_for),
+        ("warning", slo.warn_p95_seconds, slo.latency_ticket_min_calls, p.ticket_for),
     ):
         out.append(
             _alert(
@@ -506,9 +509,17 @@ def silence_alerts(p: RuleParams) -> list[dict[str, Any]]:
 
     def silent(level: str) -> str:
         on = "job" if level == "job" else f"job, {level}"
+
+        # A tower is judged only over a window in which the network was not silent: after a
+        # blackout, a quiet tower's window is still empty when calls come back elsewhere.
+        def after(w: str) -> str:
+            if level == "job":
+                return ""
+            return f'\nunless on (job)\n  max_over_time(ALERTS{{alertname="EcmNoCalls"}}[{w}])'
+
         return "\nor\n".join(
             f"(\n  {level}:ecm_calls:increase{w} == 0\nand on ({on})\n"
-            f"  {level}:ecm_calls:rate{u} * {_seconds(w)} >= {k}\n)"
+            f"  {level}:ecm_calls:rate{u} * {_seconds(w)} >= {k}{after(w)}\n)"
             for w in wins
         )
 

@@ -69,8 +69,8 @@ def region_alerts(base: RuleParams, p: RegionRuleParams) -> list[dict[str, Any]]
     pct = "{{ $value | humanizePercentage }}"
     out = []
     for sev, thr, min_calls, for_ in (
-        ("warning", slo.warn_failure_ratio, slo.ticket_min_calls, base.ticket_for),
         ("critical", slo.alert_failure_ratio, slo.page_min_calls, base.page_for),
+        ("warning", slo.warn_failure_ratio, slo.ticket_min_calls, base.ticket_for),
     ):
         # As the network's failure ratio, per region: the shortest window holding enough calls,
         # confirmed over the short one, a page held while over the warning line.
