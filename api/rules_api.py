@@ -90,7 +90,7 @@ class Rules:
         with self._connect() as conn:
             row = conn.execute(_ONE, {"id": rule_id}).fetchone()
         if row is None:
-            raise Problem(404, f"no rule with id {rule_id}")
+            raise _missing(rule_id)
         return _out(row)
 
     def sync(self) -> None:
@@ -157,7 +157,7 @@ class Rules:
         def gone(conn: psycopg.Connection) -> int:
             before = conn.execute(_ONE, {"id": rule_id}).fetchone()
             if before is None:
-                raise Problem(404, f"no rule with id {rule_id}")
+                raise _missing(rule_id)
             row = conn.execute(_DELETE, {"id": rule_id}).fetchone()
             assert row is not None
             params = {"id": rule_id, "version": row[1], "action": "delete", "who": who}
@@ -209,10 +209,15 @@ def _write(
     params = {"name": spec.name, "spec": Jsonb(doc), "enabled": spec.enabled, "who": who}
     row = conn.execute(statement, {**params, "id": rule_id}).fetchone()
     if row is None:
-        raise Problem(404, f"no rule with id {rule_id}")
+        raise _missing(rule_id)
     version = {"id": row[0], "version": row[1], "action": action, "who": who, "spec": Jsonb(doc)}
     conn.execute(_VERSION, version)
     return int(row[0])
+
+
+def _missing(rule_id: int | None) -> Problem:
+    """The 404 of a rule id that names no rule."""
+    return Problem(404, f"no rule with id {rule_id}")
 
 
 def _out(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -234,7 +239,7 @@ async def _read_one(reader: Reader, rule_id: int) -> dict[str, Any]:
     """One rule through the reader pool; 404 when there is none."""
     rows = await reader.rows(_ONE, {"id": rule_id})
     if not rows:
-        raise Problem(404, f"no rule with id {rule_id}")
+        raise _missing(rule_id)
     return _out(rows[0])
 
 
@@ -261,7 +266,7 @@ def rules_router(rules: Rules, reader: Reader, guard: Sequence[Any] = ()) -> API
     async def rule_versions(rule_id: RuleId) -> list[dict[str, Any]]:
         rows = await reader.rows(_VERSIONS, {"id": rule_id})
         if not rows:
-            raise Problem(404, f"no rule with id {rule_id}")
+            raise _missing(rule_id)
         return [
             {"version": v, "action": a, "rule": s, "changed_by": w, "changed_at": t}
             for v, a, s, w, t in rows
