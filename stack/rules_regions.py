@@ -26,9 +26,11 @@ class RegionRuleParams:
     # The regions dashboard's windows; the region alert judges the network's windows.
     rate_window: str = "5m"
     ratio_window: str = "10m"
-    # An exporter window (`windows` option) whose tower gauges the tower alert reads.
+    # An exporter window (`windows` option) whose tower gauges the dashboard reads.
     tower_window: str = "10m"
-    tower_for: str = "5m"
+    # Exporter windows whose tower gauges the tower alert judges, shortest first; the first
+    # also holds a firing alert (hysteresis). Up to 10m, so a verdict ends with its window.
+    tower_alert_windows: tuple[str, ...] = ("2m", "5m", "10m")
 
 
 def _sel(base: RuleParams, metric: str, *matchers: str) -> str:
@@ -94,32 +96,63 @@ def region_alerts(base: RuleParams, p: RegionRuleParams) -> list[dict[str, Any]]
                 base.keep_firing_for,
             )
         )
-    tw = f'window="{p.tower_window}"'
-    ratio = _sel(base, "ecm_tower_window_failure_ratio", tw)
-    calls = _sel(base, "ecm_tower_window_calls", tw)
     detailed = _sel(base, "ecm_calls_total", 'tower!=""')
     tower = "{{ $labels.tower }}"
-    for level, thr in (
-        ("warning", slo.warn_tower_failure_ratio),
-        ("critical", slo.alert_tower_failure_ratio),
+    wins = ", ".join(p.tower_alert_windows)
+    for sev, thr, guard, for_ in (
+        ("critical", slo.alert_tower_failure_ratio, slo.tower_page_min_calls, base.page_for),
+        ("warning", slo.warn_tower_failure_ratio, slo.tower_ticket_min_calls, base.ticket_for),
     ):
+        # The exporter publishes a tower's window only with min_tower_calls calls.
+        min_calls = max(guard, slo.min_tower_calls)
+        expr = _tower_gauges(base, p, thr, min_calls, sev, slo.warn_tower_failure_ratio)
         out.append(
             _alert(
                 base,
                 "EcmTowerFailing",
-                f"{ratio} > {num(thr)}\nand on (job, instance, window, region, tower)\n"
-                f"{calls} >= {slo.min_tower_calls}\nunless on (job, tower)\n{detailed}",
-                p.tower_for,
-                level,
+                f"(\n{_ticket(base, sev, expr, 'EcmTowerFailing', 'job, tower')}\n)\n"
+                f"unless on (job, tower)\n  {detailed}",
+                for_,
+                sev,
                 f"Tower {tower} in region {region} fails more than {num(thr * 100)}% of "
                 "emergency calls.",
                 f"{pct} of emergency calls through tower {tower} (region {region}) failed over "
-                f"the exporter's {p.tower_window} window (threshold {num(thr * 100)}%, at least "
-                f"{slo.min_tower_calls} calls). The network is too large for per-tower counters: "
-                "the exporter publishes its failing towers.",
+                f"the shortest of the exporter's {wins} windows holding at least {min_calls} "
+                f"calls (threshold {num(thr * 100)}%). The network is too large for per-tower "
+                "counters: the exporter publishes its failing towers.",
+                base.keep_firing_for,
             )
         )
     return out
+
+
+def _tower_gauges(
+    base: RuleParams,
+    p: RegionRuleParams,
+    thr: float,
+    min_calls: int,
+    severity: str,
+    hold: float,
+) -> str:
+    """A published tower over thr in the shortest window holding min_calls calls; once firing,
+    held while the first window stays over hold. The window label is dropped: one alert per
+    tower, whichever window judged it."""
+    on = "job, instance, window, region, tower"
+    parts = []
+    for w in p.tower_alert_windows:
+        ratio = _sel(base, "ecm_tower_window_failure_ratio", f'window="{w}"')
+        calls = _sel(base, "ecm_tower_window_calls", f'window="{w}"')
+        parts.append(
+            f"max without (window) (\n  {ratio} > {num(thr)}\nand on ({on})\n"
+            f"  {calls} >= {min_calls}\n)"
+        )
+    first = _sel(base, "ecm_tower_window_failure_ratio", f'window="{p.tower_alert_windows[0]}"')
+    held = f'ALERTS{{alertname="EcmTowerFailing", severity="{severity}", alertstate="firing"}}'
+    parts.append(
+        f"(\n  max without (window) ({first} > {num(hold)})\n"
+        f"and on (job, instance, region, tower)\n  {held}\n)"
+    )
+    return "\nor\n".join(parts)
 
 
 def regions_rules(base: RuleParams, p: RegionRuleParams | None = None) -> dict[str, Any]:
