@@ -124,6 +124,11 @@ class RuleParams:
         return window if short else self.confirm_window
 
 
+def firing(alert: str, severity: str) -> str:
+    """The ALERTS series of alert at severity while it fires (an alert's own hold reads it)."""
+    return f'ALERTS{{alertname="{alert}", severity="{severity}", alertstate="firing"}}'
+
+
 def num(x: float) -> str:
     """A threshold as PromQL text, without float noise."""
     return f"{x:.10g}"
@@ -245,7 +250,7 @@ def _adaptive(
             f"  {level}:ecm_calls:increase{w} >= {min_calls}\n)"
         )
     if hold is not None:
-        held = f'ALERTS{{alertname="{alert}", severity="{severity}", alertstate="firing"}}'
+        held = firing(alert, severity)
         parts.append(
             f"(\n  {metric.format(w=p.confirm_window)} > {num(hold)}\nand on ({on})\n  {held}\n)"
         )
@@ -282,8 +287,8 @@ def quiet_after_page(
     page had its "resolved" muted, so its ticket never closed. Now a ticket that fires is sent,
     and its "resolved" is sent too.
     """
-    fired = f'ALERTS{{alertname="{page}", severity="critical", alertstate="firing"}}'
-    own = f'ALERTS{{alertname="{alert or page}", severity="warning", alertstate="firing"}}'
+    fired = firing(page, "critical")
+    own = firing(alert or page, "warning")
     held = self_on or on
     return (
         f"(\n(\n{expr}\n)\nunless on ({on})\n  max_over_time({fired}[{p.warning_quiet_window}])\n)"

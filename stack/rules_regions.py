@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from stack.rules import RuleParams, _adaptive, _alert, _ticket, num
+from stack.rules import RuleParams, _adaptive, _alert, _ticket, firing, num
 
 REGIONS_FILE = "ecm_regions.yml"
 REGION_ALERTS = ("EcmRegionFailureRatioHigh", "EcmTowerFailing")
@@ -147,7 +147,7 @@ def _tower_gauges(
             f"  {calls} >= {min_calls}\n)"
         )
     first = _sel(base, "ecm_tower_window_failure_ratio", f'window="{p.tower_alert_windows[0]}"')
-    held = f'ALERTS{{alertname="EcmTowerFailing", severity="{severity}", alertstate="firing"}}'
+    held = firing("EcmTowerFailing", severity)
     parts.append(
         f"(\n  max without (window) ({first} > {num(hold)})\n"
         f"and on (job, instance, region, tower)\n  {held}\n)"

@@ -97,16 +97,22 @@ def test_inhibited_alerts_are_exactly_the_data_alerts() -> None:
     assert targets == alerts - pipeline - {"EcmWatchdog", "EcmGeneratorWriterStuck"}
 
 
-def _warnings_quiet_by_rule() -> set[str]:
-    """Warnings whose own rule keeps them quiet under their page (stack.rules.quiet_after_page)."""
-    out = set()
+PAGE_OF_TICKET = re.compile(r'max_over_time\(ALERTS\{alertname="(\w+)", severity="critical"')
+
+
+def _quiet_tickets() -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """Warnings whose own rule keeps them quiet under their page (stack.rules.quiet_after_page):
+    (warning, its page, the (alert, severity) of the rules before it in its group)."""
+    out = []
     for path in sorted(ALERTS_FILE.parent.glob("*.yml")):
         for g in yaml.safe_load(path.read_text())["groups"]:
+            before: list[tuple[str, str]] = []
             for r in g["rules"]:
-                if r.get("labels", {}).get("severity") == "warning" and re.search(
-                    r'max_over_time\(ALERTS\{alertname="\w+", severity="critical"', r["expr"]
-                ):
-                    out.add(r["alert"])
+                sev = r.get("labels", {}).get("severity", "")
+                page = PAGE_OF_TICKET.search(r["expr"]) if sev == "warning" else None
+                if page:
+                    out.append((r["alert"], page.group(1), list(before)))
+                before.append((r.get("alert", ""), sev))
     return out
 
 
@@ -118,21 +124,13 @@ def test_critical_mutes_warning_except_where_the_rule_does() -> None:
     assert rule["target_matchers"][0] == 'severity="warning"'
     left_out = re.fullmatch(r'alertname!~"([\w|]+)"', rule["target_matchers"][1])
     assert left_out is not None, rule["target_matchers"]
-    quiet = _warnings_quiet_by_rule()
+    tickets = _quiet_tickets()
+    quiet = {name for name, _, _ in tickets}
     assert {"EcmWindowWarn", "EcmCallFailureRatioHigh", "EcmRegionFailureRatioHigh"} <= quiet
     assert set(left_out.group(1).split("|")) == quiet
     # Each of them is ordered after its page, so the two never start in the same evaluation.
-    for path in sorted(ALERTS_FILE.parent.glob("*.yml")):
-        for g in yaml.safe_load(path.read_text())["groups"]:
-            names = [(r.get("alert"), r.get("labels", {}).get("severity")) for r in g["rules"]]
-            for i, (name, sev) in enumerate(names):
-                if name in quiet and sev == "warning":
-                    page = re.search(
-                        r'max_over_time\(ALERTS\{alertname="(\w+)", severity="critical"',
-                        g["rules"][i]["expr"],
-                    )
-                    assert page is not None
-                    assert (page.group(1), "critical") in names[:i], (name, page.group(1))
+    for name, page, before in tickets:
+        assert (page, "critical") in before, (name, page)
 
 
 def test_template_renders_firing_and_resolved(tmp_path: Path) -> None:
