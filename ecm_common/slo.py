@@ -91,6 +91,15 @@ class Slo:
     # calls a 1% ticket needs. 200 let a network's first minutes (an hour-long window holding
     # a few hundred calls) raise a false ticket in the real-time run.
     burn_ticket_min_calls: int = 3000
+    # A failure-ratio ticket also judges a window under ticket_min_calls (the shortest window,
+    # so a busy network's ticket is not diluted by the calls before the failures) once it holds
+    # significant_min_calls and its failed calls exceed what baseline_failure_ratio (the worst
+    # usual rate, docs/DOMAIN.md) gives by ticket_sigmas standard deviations: chance does that
+    # at most about once in 10,000 windows from 1,000 calls up (Poisson tails), no more often
+    # than the 3000-call guard at its edge (2e-4). 2,400 calls then need 28 failures (1.17%).
+    baseline_failure_ratio: float = 0.005
+    ticket_sigmas: float = 4.5
+    significant_min_calls: int = 1000
     # Failed calls a tower's short window needs to confirm a longer window's verdict.
     tower_confirm_failed: int = 2
     # Silence: a window with no call at all is an outage once the usual traffic (the last hour's
@@ -113,9 +122,14 @@ class Slo:
             "min_calls", "min_tower_calls", "page_min_calls", "ticket_min_calls",
             "tower_page_min_calls", "tower_ticket_min_calls", "latency_page_min_calls",
             "latency_ticket_min_calls", "burn_min_calls", "burn_ticket_min_calls",
+            "significant_min_calls",
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"slo {name} must be >= 1")
+        if not 0 < self.baseline_failure_ratio < self.warn_failure_ratio:
+            raise ConfigError("slo baseline_failure_ratio must be above 0 and below the warning")
+        if not self.ticket_sigmas > 0:
+            raise ConfigError("slo ticket_sigmas must be positive")
         if not self.silence_expected_calls > 0:
             raise ConfigError("slo silence_expected_calls must be positive")
         for bw in (*self.burn_page, *self.burn_ticket):

@@ -217,6 +217,31 @@ def _alert(
     return out
 
 
+def guard(p: RuleParams, calls: str, min_calls: int, ratio: str | None = None) -> str:
+    """calls >= min_calls; with ratio (a failure ratio), or failed calls significantly above
+    the baseline in a window holding at least slo.significant_min_calls (Slo's comment)."""
+    enough = f"{calls} >= {min_calls}"
+    if ratio is None:
+        return enough
+    slo = p.slo
+    usual = f"{num(slo.baseline_failure_ratio)} * {calls}"
+    return (
+        f"(\n    {enough}\n  or\n    (\n      {ratio} * {calls}\n        >= {usual} + "
+        f"{num(slo.ticket_sigmas)} * sqrt({usual})\n    and\n"
+        f"      {calls} >= {slo.significant_min_calls}\n    )\n  )"
+    )
+
+
+def enough_text(p: RuleParams, min_calls: int, severity: str) -> str:
+    """What guard asks of a window, in words, for an alert's description."""
+    if severity != "warning":
+        return f"at least {min_calls} calls"
+    return (
+        f"at least {min_calls} calls, or {p.slo.significant_min_calls} with significantly more "
+        f"failures than the usual {num(p.slo.baseline_failure_ratio * 100)}%"
+    )
+
+
 def _adaptive(
     p: RuleParams,
     level: str,
@@ -226,33 +251,44 @@ def _adaptive(
     alert: str,
     severity: str,
     hold: float | None = None,
+    significant: bool = False,
 ) -> str:
     """metric{w} > thr over any window w holding min_calls calls, confirmed over a short one;
     once firing, held while the short window stays above hold (hysteresis: a critical alert
     holds while the warning line is crossed, so a value hovering at its line does not flap).
 
     The shortest window comes first, so $value is the ratio over the shortest that fires.
+    With significant, metric is a failure ratio and a window under min_calls is judged once its
+    failed calls are significant (guard).
     """
     on = "job" if level == "job" else f"job, {level}"
     parts = []
+
+    def two_failed(c: str) -> str:
+        # A quiet tower's short window holds a call or two: one chance failure there is no
+        # confirmation, two are (the baseline makes two in 2 minutes very unlikely).
+        if level != "tower":
+            return ""
+        return (
+            f"\nand on ({on})\n  tower:ecm_calls_failed:rate{c} * {_seconds(c)} >= "
+            f"{p.slo.tower_confirm_failed}"
+        )
+
     for w in p.detect_windows:
         c = p.confirm(w)
-        confirm = "" if c == w else f"\nand\n  {metric.format(w=c)} > {num(thr)}"
-        if confirm and level == "tower":
-            # A quiet tower's short window holds a call or two: one chance failure there is
-            # no confirmation, two are (the baseline makes two in 2 minutes very unlikely).
-            confirm += (
-                f"\nand on ({on})\n  tower:ecm_calls_failed:rate{c} * {_seconds(c)} >= "
-                f"{p.slo.tower_confirm_failed}"
-            )
+        confirm = "" if c == w else f"\nand\n  {metric.format(w=c)} > {num(thr)}{two_failed(c)}"
+        calls = f"{level}:ecm_calls:increase{w}"
+        enough = guard(p, calls, min_calls, metric.format(w=w) if significant else None)
         parts.append(
-            f"(\n  {metric.format(w=w)} > {num(thr)}{confirm}\nand on ({on})\n"
-            f"  {level}:ecm_calls:increase{w} >= {min_calls}\n)"
+            f"(\n  {metric.format(w=w)} > {num(thr)}{confirm}\nand on ({on})\n  {enough}\n)"
         )
     if hold is not None:
         held = firing(alert, severity)
+        # The hold too: a chance failure after the end, one in a quiet tower's few calls, would
+        # otherwise keep its page 2 minutes longer (run 4: resolved 305 s after the end).
+        cw = p.confirm_window
         parts.append(
-            f"(\n  {metric.format(w=p.confirm_window)} > {num(hold)}\nand on ({on})\n  {held}\n)"
+            f"(\n  {metric.format(w=cw)} > {num(hold)}{two_failed(cw)}\nand on ({on})\n  {held}\n)"
         )
     return "\nor\n".join(parts)
 
@@ -344,6 +380,7 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
     cw = p.exporter_confirm_window
     confirm = f'ecm_window_status{{job="{p.job}", window="{cw}"}}'
     wcalls = _sel(p, "ecm_window_calls")
+    wratio = _sel(p, "ecm_window_failure_ratio")
     for name, level, sev, for_, word, min_calls in (
         ("EcmWindowAlert", Status.ALERT, "critical", p.page_for, "alert", slo.page_min_calls),
         ("EcmWindowWarn", Status.WARN, "warning", p.ticket_for, "warning", slo.ticket_min_calls),
@@ -356,11 +393,15 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
                 # incident ends raises no new WARN; confirmed by the short window, so a long
                 # window's verdict ends with the incident (without a short window, it stands
                 # alone). The window must hold the minimum calls of the severity (the exporter
-                # judges from 20). WARN does not start while ALERT fires (quiet_after_page).
+                # judges from 20), or for WARN significant failures, so that a busy network's
+                # 2m window judges before its 5m window, diluted by the calls before the
+                # failures, crosses the line. WARN does not start while ALERT fires
+                # (quiet_after_page).
                 _ticket(
                     p,
                     sev,
-                    f"{status} >= {int(level)}\nand on (job, window)\n  {wcalls} >= {min_calls}\n"
+                    f"{status} >= {int(level)}\nand on (job, window)\n  "
+                    f"{guard(p, wcalls, min_calls, wratio if sev == 'warning' else None)}\n"
                     f"and on (job)\n(\n  {confirm} >= {int(level)}\n"
                     f"or on (job)\n  (count by (job) ({status}) unless on (job) {confirm})\n)",
                     "EcmWindowAlert",
@@ -397,6 +438,7 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
                         "EcmCallFailureRatioHigh",
                         sev,
                         slo.warn_failure_ratio if sev == "critical" else None,
+                        significant=sev == "warning",
                     ),
                     "EcmCallFailureRatioHigh",
                     "job",
@@ -405,7 +447,7 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
                 sev,
                 f"Emergency call failure ratio is above {num(thr * 100)}%.",
                 f"{pct} of emergency calls failed (threshold {num(thr * 100)}%), over the "
-                f"shortest window of {wins} holding at least {min_calls} calls.",
+                f"shortest window of {wins} holding {enough_text(p, min_calls, sev)}.",
                 keep,
             )
         )

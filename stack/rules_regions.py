@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from stack.rules import RuleParams, _adaptive, _alert, _ticket, firing, num
+from stack.rules import RuleParams, _adaptive, _alert, _ticket, enough_text, firing, num
 
 REGIONS_FILE = "ecm_regions.yml"
 REGION_ALERTS = ("EcmRegionFailureRatioHigh", "EcmTowerFailing")
@@ -79,7 +79,15 @@ def region_alerts(base: RuleParams, p: RegionRuleParams) -> list[dict[str, Any]]
         name = "EcmRegionFailureRatioHigh"
         hold = slo.warn_failure_ratio if sev == "critical" else None
         expr = _adaptive(
-            base, "region", "region:ecm_calls_failed:ratio_rate{w}", thr, min_calls, name, sev, hold
+            base,
+            "region",
+            "region:ecm_calls_failed:ratio_rate{w}",
+            thr,
+            min_calls,
+            name,
+            sev,
+            hold,
+            significant=sev == "warning",
         )
         out.append(
             _alert(
@@ -91,8 +99,8 @@ def region_alerts(base: RuleParams, p: RegionRuleParams) -> list[dict[str, Any]]
                 f"Region {region} fails more than {num(thr * 100)}% of emergency calls.",
                 f"{pct} of emergency calls in region {region} failed (threshold "
                 f"{num(thr * 100)}%), over the shortest window of "
-                f"{', '.join(base.detect_windows)} holding at least {min_calls} calls. Drill "
-                "down from the regions dashboard to the region's towers.",
+                f"{', '.join(base.detect_windows)} holding {enough_text(base, min_calls, sev)}. "
+                "Drill down from the regions dashboard to the region's towers.",
                 base.keep_firing_for,
             )
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from dataclasses import replace
@@ -123,3 +124,33 @@ def test_the_exporter_refuses_warn_at_or_above_alert_as_the_home_does() -> None:
             Thresholds(warn_failure_ratio=warn, alert_failure_ratio=alert)
         with pytest.raises(ConfigError, match="warn_failure_ratio"):
             Slo(warn_failure_ratio=warn, alert_failure_ratio=alert)
+
+
+def poisson_at_least(mean: float, k: int) -> float:
+    """P(X >= k) for X ~ Poisson(mean)."""
+    term, below = math.exp(-mean), 0.0
+    for i in range(k):
+        below += term
+        term *= mean / (i + 1)
+    return 1.0 - below
+
+
+def test_a_significant_ticket_is_no_likelier_by_chance_than_one_on_3000_calls() -> None:
+    """From 1000 calls up, the failures a window needs are as unlikely at the baseline as over 1%
+    of the ticket's 3000 calls, and 2% on the 2m window at 20 calls/s (2400 calls) is enough."""
+    p0, z = SLO.baseline_failure_ratio, SLO.ticket_sigmas
+    edge = poisson_at_least(p0 * SLO.ticket_min_calls, int(SLO.ticket_min_calls * 0.01) + 1)
+    for n in range(SLO.significant_min_calls, SLO.ticket_min_calls, 50):
+        needed = math.ceil(p0 * n + z * math.sqrt(p0 * n))
+        assert needed > n * SLO.warn_failure_ratio  # always over the 1% line too
+        assert poisson_at_least(p0 * n, needed) <= edge, n
+    assert p0 * 2400 + z * math.sqrt(p0 * 2400) <= 0.02 * 2400
+
+
+def test_the_home_refuses_a_baseline_at_the_line_or_no_margin() -> None:
+    with pytest.raises(ConfigError, match="baseline_failure_ratio"):
+        Slo(baseline_failure_ratio=0.01)
+    with pytest.raises(ConfigError, match="ticket_sigmas"):
+        Slo(ticket_sigmas=0)
+    with pytest.raises(ConfigError, match="significant_min_calls"):
+        Slo(significant_min_calls=0)
