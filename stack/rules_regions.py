@@ -45,6 +45,7 @@ def region_recording_rules(base: RuleParams, p: RegionRuleParams) -> list[dict[s
     out = []
     # The dashboards' windows, and the alerts' (the network's detect and confirm windows).
     windows = [p.rate_window, p.ratio_window, *base.detect_windows, base.confirm_window]
+    windows.append(base.usual_failure_window)
     for w in dict.fromkeys(windows):
         out += [
             {"record": f"region:ecm_calls:rate{w}",
