@@ -111,8 +111,12 @@ class RuleParams:
 
     def ratio_windows(self) -> list[str]:
         """Every window an overall failure ratio is recorded for, without duplicates."""
-        out = [self.rate_window, *self.detect_windows, self.confirm_window]
-        out.append(self.usual_failure_window)
+        out = [
+            self.rate_window,
+            *self.detect_windows,
+            self.confirm_window,
+            self.usual_failure_window,
+        ]
         for bw in (*self.slo.burn_page, *self.slo.burn_ticket):
             out += [bw.long, bw.short]
         return list(dict.fromkeys(out))
@@ -230,13 +234,13 @@ def usual_failure_ratio(p: RuleParams, level: str) -> str:
     )
 
 
+def _on(level: str) -> str:
+    """The labels a level's (job, region, tower) recorded series match on."""
+    return "job" if level == "job" else f"job, {level}"
+
+
 def guard(
-    p: RuleParams,
-    calls: str,
-    min_calls: int,
-    ratio: str | None = None,
-    level: str = "job",
-    on: str = "job",
+    p: RuleParams, calls: str, min_calls: int, ratio: str | None = None, level: str = "job"
 ) -> str:
     """calls >= min_calls; with ratio (a failure ratio), or a window of at least
     slo.significant_min_calls whose failed calls F are slo.ticket_sigmas over those the usual
@@ -251,7 +255,7 @@ def guard(
     if ratio is None:
         return enough
     slo = p.slo
-    u = f"on ({on}) group_left {usual_failure_ratio(p, level)}"
+    u = f"on ({_on(level)}) group_left {usual_failure_ratio(p, level)}"
     return (
         f"(\n    {enough}\n  or\n    (\n      2 * (sqrt({ratio} * {calls}) - sqrt({calls} * {u}))\n"
         f"        >= {num(slo.ticket_sigmas)}\n    and\n"
@@ -288,7 +292,7 @@ def _adaptive(
     With significant, metric is a failure ratio and a window under min_calls is judged once its
     failed calls are significant (guard).
     """
-    on = "job" if level == "job" else f"job, {level}"
+    on = _on(level)
     parts = []
 
     def two_failed(c: str) -> str:
@@ -306,7 +310,7 @@ def _adaptive(
         confirm = "" if c == w else f"\nand\n  {metric.format(w=c)} > {num(thr)}{two_failed(c)}"
         calls = f"{level}:ecm_calls:increase{w}"
         ratio = metric.format(w=w) if significant else None
-        enough = guard(p, calls, min_calls, ratio, level, on)
+        enough = guard(p, calls, min_calls, ratio, level)
         parts.append(
             f"(\n  {metric.format(w=w)} > {num(thr)}{confirm}\nand on ({on})\n  {enough}\n)"
         )
