@@ -77,9 +77,12 @@ class Slo:
         default=(BurnRateWindow("5m", "1m", 2.0), BurnRateWindow("1h", "2m", 1.0))
     )
     # Minimum calls in a window before it is judged, per alert and severity. Chosen so that the
-    # baseline (0.5% failed, 2.9% of calls slower than 4 s, 0.15% slower than 8 s) crosses the
-    # line by chance less than about once a year at any rate: e.g. 3000 calls at 0.5% expect 15
-    # failures, and more than 30 (the 1% line) has a probability of about 1e-4 per window.
+    # baseline (0.5% failed, 2.9% of calls slower than 4 s, 0.15% slower than 8 s) rarely crosses
+    # the line by chance: e.g. 3000 calls at 0.5% expect 15 failures, and more than 30 (the 1%
+    # line) has a probability of about 1e-4 per window. Judged every 10 s that still came to a
+    # false ticket a day at the rate where a window holds just 3000 calls, so a failure-ratio
+    # ticket's window also needs its failures ticket_sigmas over a healthy network's worst
+    # baseline_failure_ratio (stack.rules.guard).
     page_min_calls: int = 200
     ticket_min_calls: int = 3000
     tower_page_min_calls: int = 6
@@ -91,14 +94,17 @@ class Slo:
     # calls a 1% ticket needs. 200 let a network's first minutes (an hour-long window holding
     # a few hundred calls) raise a false ticket in the real-time run.
     burn_ticket_min_calls: int = 3000
-    # A failure-ratio ticket also judges a window under ticket_min_calls (the shortest window,
-    # so a busy network's ticket is not diluted by the calls before the failures) once it holds
-    # significant_min_calls and its failed calls exceed what the network's own usual failure
-    # ratio expects (stack.rules.guard) by ticket_sigmas on the square-root scale. Against a
-    # fixed 0.5% baseline, 2m windows judged every 10 s raised about 100 false tickets a year at
-    # 20 calls/s; this raises about 1 at most (python -m tests.stack.detection.chance).
+    # A failure-ratio or budget-burn ticket also judges a window under its minimum calls (the
+    # shortest window, so a busy network's ticket is not diluted by the calls before the
+    # failures) once it holds significant_min_calls and its failed calls exceed what the
+    # network's own usual failure ratio expects (stack.rules.guard) by ticket_sigmas on the
+    # square-root scale. A normal z-score over a fixed 0.5% from 1000 calls raised about 100
+    # false tickets a year at 20 calls/s; with both paths, at most 3 a year at 0.5-100 calls/s
+    # (python -m tests.stack.detection.chance).
     ticket_sigmas: float = 4.5
     significant_min_calls: int = 1000
+    # The highest failure ratio of a healthy network (docs/DOMAIN.md: 0.2-0.5%).
+    baseline_failure_ratio: float = 0.005
     # Failed calls a tower's short window needs to confirm a longer window's verdict.
     tower_confirm_failed: int = 2
     # Silence: a window with no call at all is an outage once the usual traffic (the last hour's
@@ -125,6 +131,10 @@ class Slo:
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"slo {name} must be >= 1")
+        if not 0 < self.baseline_failure_ratio < self.warn_failure_ratio:
+            raise ConfigError(
+                "slo baseline_failure_ratio: need a value above 0 and below warn_failure_ratio"
+            )
         if not self.ticket_sigmas > 0:
             raise ConfigError("slo ticket_sigmas must be positive")
         if not self.silence_expected_calls > 0:

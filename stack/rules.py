@@ -240,25 +240,40 @@ def _on(level: str) -> str:
 
 
 def guard(
-    p: RuleParams, calls: str, min_calls: int, ratio: str | None = None, level: str = "job"
+    p: RuleParams,
+    calls: str,
+    min_calls: int,
+    ratio: str | None = None,
+    level: str = "job",
+    judged_over: float | None = None,
 ) -> str:
-    """calls >= min_calls; with ratio (a failure ratio), or a window of at least
-    slo.significant_min_calls whose failed calls F are slo.ticket_sigmas over those the usual
-    ratio u expects, on the square-root scale: 2 * (sqrt(F) - sqrt(u * calls)). For a Poisson
-    count that score is close to a standard normal even at a few expected failures, where
-    (F - u * calls) / sqrt(u * calls) is not: that score at 6 still raised 10-15 false tickets a
-    year at 10-20 calls/s (python -m tests.stack.detection.chance).
+    """calls >= min_calls; with ratio (a failure ratio), its failed calls F must also be
+    slo.ticket_sigmas over those a healthy network's slo.baseline_failure_ratio expects, or, in
+    a window of at least slo.significant_min_calls, over those the usual ratio u expects. Both
+    on the square-root scale, 2 * (sqrt(F) - sqrt(u * calls)): for a Poisson count that score is
+    close to a standard normal even at a few expected failures, where (F - u * calls) /
+    sqrt(u * calls) is not: that score at 6 still raised 10-15 false tickets a year at 10-20
+    calls/s (python -m tests.stack.detection.chance).
 
-    Without an hour of history (the offset) u is absent and only min_calls judges.
+    With judged_over, a ratio at or under it (a window judged on its latency) needs min_calls
+    alone. Without an hour of history (the offset) u is absent and only the baseline judges.
     """
     enough = f"{calls} >= {min_calls}"
     if ratio is None:
         return enough
     slo = p.slo
+    sigmas = num(slo.ticket_sigmas)
+
+    def score(u: str) -> str:
+        return f"2 * (sqrt({ratio} * {calls}) - sqrt({calls} * {u}))"
+
+    base = f"{score(num(slo.baseline_failure_ratio))} >= {sigmas}"
+    if judged_over is not None:
+        base = f"(\n        {base}\n      or\n        {ratio} <= {num(judged_over)}\n      )"
     u = f"on ({_on(level)}) group_left {usual_failure_ratio(p, level)}"
     return (
-        f"(\n    {enough}\n  or\n    (\n      2 * (sqrt({ratio} * {calls}) - sqrt({calls} * {u}))\n"
-        f"        >= {num(slo.ticket_sigmas)}\n    and\n"
+        f"(\n    (\n      {enough}\n    and\n      {base}\n    )\n  or\n    (\n"
+        f"      {score(u)}\n        >= {sigmas}\n    and\n"
         f"      {calls} >= {slo.significant_min_calls}\n    )\n  )"
     )
 
@@ -267,9 +282,11 @@ def enough_text(p: RuleParams, min_calls: int, severity: str) -> str:
     """What guard asks of a window, in words, for an alert's description."""
     if severity != "warning":
         return f"at least {min_calls} calls"
+    slo = p.slo
     return (
-        f"at least {min_calls} calls, or {p.slo.significant_min_calls} with failures far over "
-        "the usual ratio"
+        f"at least {min_calls} calls with failures far over a healthy "
+        f"{num(slo.baseline_failure_ratio * 100)}%, or {slo.significant_min_calls} with failures "
+        "far over the usual ratio"
     )
 
 
@@ -368,14 +385,23 @@ def _windows_text(p: RuleParams) -> str:
     return ", ".join(p.detect_windows)
 
 
-def _burn_expr(p: RuleParams, windows: tuple[BurnRateWindow, ...], min_calls: int) -> str:
+def _burn_expr(
+    p: RuleParams, windows: tuple[BurnRateWindow, ...], min_calls: int, significant: bool = False
+) -> str:
+    """Each pair's long and short windows over factor x budget, the long one judged by guard
+    (with significant, also on significant failures: a quiet network's long window holds fewer
+    calls than min_calls for minutes, and its hour-long pair is diluted by the calls before)."""
     budget = num(p.slo.error_budget)
-    parts = [
-        f"(\n  job:ecm_calls_failed:ratio_rate{bw.long} > ({num(bw.factor)} * {budget})\n"
-        f"and\n  job:ecm_calls_failed:ratio_rate{bw.short} > ({num(bw.factor)} * {budget})\n"
-        f"and on (job)\n  job:ecm_calls:increase{bw.long} >= {min_calls}\n)"
-        for bw in windows
-    ]
+    parts = []
+    for bw in windows:
+        long_ratio = f"job:ecm_calls_failed:ratio_rate{bw.long}"
+        calls = f"job:ecm_calls:increase{bw.long}"
+        enough = guard(p, calls, min_calls, long_ratio if significant else None)
+        parts.append(
+            f"(\n  {long_ratio} > ({num(bw.factor)} * {budget})\n"
+            f"and\n  job:ecm_calls_failed:ratio_rate{bw.short} > ({num(bw.factor)} * {budget})\n"
+            f"and on (job)\n  {enough}\n)"
+        )
     return "\nor\n".join(parts)
 
 
@@ -413,6 +439,13 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
     confirm = f'ecm_window_status{{job="{p.job}", window="{cw}"}}'
     wcalls = _sel(p, "ecm_window_calls")
     wratio = _sel(p, "ecm_window_failure_ratio")
+
+    def window_guard(sev: str, min_calls: int) -> str:
+        if sev != "warning":
+            return guard(p, wcalls, min_calls)
+        # A WARN window under the failure line is WARN for its latency: calls alone judge it.
+        return guard(p, wcalls, min_calls, wratio, judged_over=slo.warn_failure_ratio)
+
     for name, level, sev, for_, word, min_calls in (
         ("EcmWindowAlert", Status.ALERT, "critical", p.page_for, "alert", slo.page_min_calls),
         ("EcmWindowWarn", Status.WARN, "warning", p.ticket_for, "warning", slo.ticket_min_calls),
@@ -425,15 +458,15 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
                 # incident ends raises no new WARN; confirmed by the short window, so a long
                 # window's verdict ends with the incident (without a short window, it stands
                 # alone). The window must hold the minimum calls of the severity (the exporter
-                # judges from 20), or for WARN significant failures, so that a busy network's
-                # 2m window judges before its 5m window, diluted by the calls before the
-                # failures, crosses the line. WARN does not start while ALERT fires
-                # (quiet_after_page).
+                # judges from 20), for WARN with significant failures (guard), so that chance
+                # raises no ticket and a busy network's 2m window judges before its 5m window,
+                # diluted by the calls before the failures, crosses the line. WARN does not
+                # start while ALERT fires (quiet_after_page).
                 _ticket(
                     p,
                     sev,
                     f"{status} >= {int(level)}\nand on (job, window)\n  "
-                    f"{guard(p, wcalls, min_calls, wratio if sev == 'warning' else None)}\n"
+                    f"{window_guard(sev, min_calls)}\n"
                     f"and on (job)\n(\n  {confirm} >= {int(level)}\n"
                     f"or on (job)\n  (count by (job) ({status}) unless on (job) {confirm})\n)",
                     "EcmWindowAlert",
@@ -563,7 +596,11 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
                 p,
                 "EcmCallSuccessBudgetBurn",
                 _ticket(
-                    p, sev, _burn_expr(p, windows, min_calls), "EcmCallSuccessBudgetBurn", "job"
+                    p,
+                    sev,
+                    _burn_expr(p, windows, min_calls, significant=sev == "warning"),
+                    "EcmCallSuccessBudgetBurn",
+                    "job",
                 ),
                 for_,
                 sev,

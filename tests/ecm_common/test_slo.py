@@ -135,17 +135,34 @@ def poisson_at_least(mean: float, k: int) -> float:
     return 1.0 - below
 
 
+def needed_failures(calls: int, ratio: float) -> int:
+    """The fewest failed calls ticket_sigmas over what ratio expects, on the square-root scale."""
+    return math.ceil((math.sqrt(ratio * calls) + SLO.ticket_sigmas / 2) ** 2)
+
+
 def test_a_significant_ticket_is_far_rarer_by_chance_than_one_on_3000_calls() -> None:
     """At the worst usual failure ratio (0.5%, docs/DOMAIN.md), the failures a window of 1000 to
     3000 calls needs come by chance 50 times less often than 1% of the ticket's 3000 calls; on
     the 2m window at 20 calls/s (2400 calls, 0.3% usual), a minute of 2% failures is enough."""
-    usual, z = 0.005, SLO.ticket_sigmas
+    usual, z = SLO.baseline_failure_ratio, SLO.ticket_sigmas
     edge = poisson_at_least(usual * SLO.ticket_min_calls, int(SLO.ticket_min_calls * 0.01) + 1)
     for n in range(SLO.significant_min_calls, SLO.ticket_min_calls, 50):
-        needed = math.ceil((math.sqrt(usual * n) + z / 2) ** 2)
-        assert poisson_at_least(usual * n, needed) <= edge / 50, n
+        assert poisson_at_least(usual * n, needed_failures(n, usual)) <= edge / 50, n
     failed = 0.003 * 20 * 60 + 0.02 * 20 * 60
     assert 2 * (math.sqrt(failed) - math.sqrt(0.003 * 2400)) >= z
+
+
+def test_the_call_guard_no_longer_tickets_the_healthy_worst_on_chance() -> None:
+    """At 3000 calls, 1% (31 failures) comes by chance once in about 7000 windows at 0.5% (a
+    false ticket a day judged every 10 s); the failures significant over a healthy 0.5% come
+    over 100 times more rarely. From 6000 calls on, the 1% line asks for more than significance
+    does, so a busy network's ticket costs no recall."""
+    n, healthy = SLO.ticket_min_calls, SLO.baseline_failure_ratio
+    line = int(n * SLO.warn_failure_ratio) + 1
+    assert poisson_at_least(healthy * n, line) > 1e-4
+    assert poisson_at_least(healthy * n, needed_failures(n, healthy)) < 1e-6
+    for calls in range(6000, 200_000, 1000):
+        assert needed_failures(calls, healthy) <= int(calls * SLO.warn_failure_ratio) + 1, calls
 
 
 def test_the_home_refuses_a_ticket_significance_without_margin() -> None:
@@ -153,3 +170,6 @@ def test_the_home_refuses_a_ticket_significance_without_margin() -> None:
         Slo(ticket_sigmas=0)
     with pytest.raises(ConfigError, match="significant_min_calls"):
         Slo(significant_min_calls=0)
+    for ratio in (0.0, SLO.warn_failure_ratio, 1.5):
+        with pytest.raises(ConfigError, match="baseline_failure_ratio"):
+            Slo(baseline_failure_ratio=ratio)

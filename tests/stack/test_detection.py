@@ -23,7 +23,7 @@ from exporter.counters import LATENCY_BUCKETS_S
 from stack.rules import RuleParams
 from tests.fixtures.tools import require_binary
 from tests.stack.detection import promtest, timing
-from tests.stack.detection.series import expand
+from tests.stack.detection.series import expand, expand_gauge
 
 SCENARIO_FILES = sorted(promtest.SCENARIOS.glob("*.yaml"))
 # The issue's quiet hours: 1, 5, 20 and 100 calls/s over 50 and over 5,000 towers.
@@ -110,3 +110,10 @@ def test_expanding_notation() -> None:
     assert expand([0, 1, 2, 2, 2, 5]) == "0+1x2 2x1 5"
     assert expand([7]) == "7"
     assert expand([3, 3, 3, 3]) == "3x3"
+
+
+def test_a_gauge_is_absent_where_the_exporter_publishes_nothing() -> None:
+    """A window's failure ratio exists only while it holds calls: missing before its first
+    value, marked stale when it goes (as Prometheus does), runs of one value as axN."""
+    text = expand_gauge([None, None, 0.0125, 0.0125, 0.02, None, None, None, 0.5])
+    assert text == "_x2 0.0125x1 0.02 stale _x2 0.5"

@@ -79,16 +79,42 @@ def expand(values: list[int]) -> str:
     return " ".join(out)
 
 
+def expand_gauge(values: list[float | None]) -> str:
+    """A gauge's samples in promtool's notation: runs of one value as 'axN' (N+1 values); where
+    the exporter publishes nothing, 'stale' after a value (as Prometheus marks a series gone)
+    and '_xN' (N missing samples)."""
+    out = []
+    i, n = 0, len(values)
+    while i < n:
+        j = i
+        while j + 1 < n and values[j + 1] == values[i]:
+            j += 1
+        v, run = values[i], j - i + 1
+        if v is not None:
+            out.append(f"{v:.9g}" if run == 1 else f"{v:.9g}x{run - 1}")
+        else:
+            if i > 0:
+                out.append("stale")
+                run -= 1
+            if run:
+                out.append(f"_x{run}")
+        i = j + 1
+    return " ".join(out)
+
+
 @dataclass
 class Published:
     """The sampled series: name with labels -> one value per scrape."""
 
     scrapes: int
     series: dict[str, list[int]] = field(default_factory=dict)
+    gauges: dict[str, list[float | None]] = field(default_factory=dict)
 
     def input_series(self) -> list[dict[str, str]]:
         """promtool's input_series entries."""
-        return [{"series": k, "values": expand(v)} for k, v in self.series.items()]
+        return [{"series": k, "values": expand(v)} for k, v in self.series.items()] + [
+            {"series": k, "values": expand_gauge(v)} for k, v in self.gauges.items()
+        ]
 
 
 def publish(calls: Calls, params: ModelParams, until_s: float, timing: Timing) -> Published:
@@ -111,7 +137,9 @@ def publish(calls: Calls, params: ModelParams, until_s: float, timing: Timing) -
     snap = counters.snapshot()
     statuses = {w.label: 0 for w in windows}
     wcalls = {w.label: 0 for w in windows}
+    wratio: dict[str, float | None] = {w.label: None for w in windows}
     calls_in: dict[str, list[int]] = {w.label: [] for w in windows}
+    ratio_in: dict[str, list[float | None]] = {w.label: [] for w in windows}
     snaps: list[CounterRows] = []
     status: dict[str, list[int]] = {w.label: [] for w in windows}
     last_refresh: list[int] = []
@@ -131,12 +159,21 @@ def publish(calls: Calls, params: ModelParams, until_s: float, timing: Timing) -
             views = {w.label: view(rollup, w.label, th) for w in windows}
             statuses = {k: int(v.status) for k, v in views.items()}
             wcalls = {k: int(v.result.calls) for k, v in views.items()}
+            # As the exporter publishes it: only for a window holding calls.
+            wratio = {
+                k: float(v.result.failure_ratio) if v.result.calls else None
+                for k, v in views.items()
+            }
         snaps.append(snap)
         for label in status:
             status[label].append(statuses[label])
             calls_in[label].append(wcalls[label])
+            ratio_in[label].append(wratio[label])
         last_refresh.append(int(max(refresh, 0)))
-    return _series(snaps, status, calls_in, last_refresh)
+    out = _series(snaps, status, calls_in, last_refresh)
+    for label, ratios in ratio_in.items():
+        out.gauges[f'ecm_window_failure_ratio{{{JOB}, window="{label}"}}'] = ratios
+    return out
 
 
 def _series(
