@@ -245,7 +245,7 @@ def guard(
     min_calls: int,
     ratio: str | None = None,
     level: str = "job",
-    judged_over: float | None = None,
+    otherwise: tuple[str, ...] = (),
 ) -> str:
     """calls >= min_calls; with ratio (a failure ratio), its failed calls F must also be
     slo.ticket_sigmas over those a healthy network's slo.baseline_failure_ratio expects, or, in
@@ -255,8 +255,9 @@ def guard(
     sqrt(u * calls) is not: that score at 6 still raised 10-15 false tickets a year at 10-20
     calls/s (python -m tests.stack.detection.chance).
 
-    With judged_over, a ratio at or under it (a window judged on its latency) needs min_calls
-    alone. Without an hour of history (the offset) u is absent and only the baseline judges.
+    A window meeting any of otherwise (judged on something else too: its latency) needs
+    min_calls alone. Without an hour of history (the offset) u is absent and only the baseline
+    judges.
     """
     enough = f"{calls} >= {min_calls}"
     if ratio is None:
@@ -268,8 +269,9 @@ def guard(
         return f"2 * (sqrt({ratio} * {calls}) - sqrt({calls} * {u}))"
 
     base = f"{score(num(slo.baseline_failure_ratio))} >= {sigmas}"
-    if judged_over is not None:
-        base = f"(\n        {base}\n      or\n        {ratio} <= {num(judged_over)}\n      )"
+    if otherwise:
+        either = "\n      or\n        ".join((base, *otherwise))
+        base = f"(\n        {either}\n      )"
     u = f"on ({_on(level)}) group_left {usual_failure_ratio(p, level)}"
     return (
         f"(\n    (\n      {enough}\n    and\n      {base}\n    )\n  or\n    (\n"
@@ -443,8 +445,13 @@ def data_alerts(p: RuleParams) -> list[dict[str, Any]]:
     def window_guard(sev: str, min_calls: int) -> str:
         if sev != "warning":
             return guard(p, wcalls, min_calls)
-        # A WARN window under the failure line is WARN for its latency: calls alone judge it.
-        return guard(p, wcalls, min_calls, wratio, judged_over=slo.warn_failure_ratio)
+        # A WARN window under the failure line, or over the latency line, is WARN for its
+        # latency: calls alone judge it, whatever chance did to its failures.
+        latency = (
+            f"{wratio} <= {num(slo.warn_failure_ratio)}",
+            f"{_sel(p, 'ecm_window_latency_p95_seconds')} > {num(slo.warn_p95_seconds)}",
+        )
+        return guard(p, wcalls, min_calls, wratio, otherwise=latency)
 
     for name, level, sev, for_, word, min_calls in (
         ("EcmWindowAlert", Status.ALERT, "critical", p.page_for, "alert", slo.page_min_calls),

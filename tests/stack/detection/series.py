@@ -27,6 +27,8 @@ from tests.stack.detection.timing import WRITE_DELAY_S, Timing
 
 JOB = 'job="ecm-exporter", instance="exporter:9742"'
 BATCH = 50_000
+# The window gauges the rules read, beside each window's status and calls.
+GAUGES = ("ecm_window_failure_ratio", "ecm_window_latency_p95_seconds")
 
 
 @dataclass
@@ -137,9 +139,9 @@ def publish(calls: Calls, params: ModelParams, until_s: float, timing: Timing) -
     snap = counters.snapshot()
     statuses = {w.label: 0 for w in windows}
     wcalls = {w.label: 0 for w in windows}
-    wratio: dict[str, float | None] = {w.label: None for w in windows}
+    gauges: dict[str, dict[str, float | None]] = {w.label: {} for w in windows}
     calls_in: dict[str, list[int]] = {w.label: [] for w in windows}
-    ratio_in: dict[str, list[float | None]] = {w.label: [] for w in windows}
+    gauges_in: dict[str, list[float | None]] = {}
     snaps: list[CounterRows] = []
     status: dict[str, list[int]] = {w.label: [] for w in windows}
     last_refresh: list[int] = []
@@ -159,20 +161,26 @@ def publish(calls: Calls, params: ModelParams, until_s: float, timing: Timing) -
             views = {w.label: view(rollup, w.label, th) for w in windows}
             statuses = {k: int(v.status) for k, v in views.items()}
             wcalls = {k: int(v.result.calls) for k, v in views.items()}
-            # As the exporter publishes it: only for a window holding calls.
-            wratio = {
-                k: float(v.result.failure_ratio) if v.result.calls else None
+            # As the exporter publishes them: only for a window holding calls.
+            gauges = {
+                k: {
+                    "ecm_window_failure_ratio": float(v.result.failure_ratio),
+                    "ecm_window_latency_p95_seconds": v.result.p95_ms / 1000.0,
+                }
+                if v.result.calls
+                else {}
                 for k, v in views.items()
             }
         snaps.append(snap)
         for label in status:
             status[label].append(statuses[label])
             calls_in[label].append(wcalls[label])
-            ratio_in[label].append(wratio[label])
+            for name in GAUGES:
+                key = f'{name}{{{JOB}, window="{label}"}}'
+                gauges_in.setdefault(key, []).append(gauges[label].get(name))
         last_refresh.append(int(max(refresh, 0)))
     out = _series(snaps, status, calls_in, last_refresh)
-    for label, ratios in ratio_in.items():
-        out.gauges[f'ecm_window_failure_ratio{{{JOB}, window="{label}"}}'] = ratios
+    out.gauges = gauges_in
     return out
 
 
