@@ -19,7 +19,7 @@ from exporter.assess import Thresholds
 from exporter.budget import Budget
 from exporter.config import ExporterSettings
 from exporter.counters import CounterRows, Counters
-from exporter.metrics import BUCKET_LE
+from exporter.metrics import BUCKET_LE, WINDOW_P95, WINDOW_RATIO
 from exporter.refresh import view
 from exporter.rollup import Catalog, Rollup, Rows
 from generator.model import CallModel, ModelParams, Timeline
@@ -28,7 +28,7 @@ from tests.stack.detection.timing import WRITE_DELAY_S, Timing
 JOB = 'job="ecm-exporter", instance="exporter:9742"'
 BATCH = 50_000
 # The window gauges the rules read, beside each window's status and calls.
-GAUGES = ("ecm_window_failure_ratio", "ecm_window_latency_p95_seconds")
+GAUGES = (WINDOW_RATIO.name, WINDOW_P95.name)
 
 
 @dataclass
@@ -164,8 +164,8 @@ def publish(calls: Calls, params: ModelParams, until_s: float, timing: Timing) -
             # As the exporter publishes them: only for a window holding calls.
             gauges = {
                 k: {
-                    "ecm_window_failure_ratio": float(v.result.failure_ratio),
-                    "ecm_window_latency_p95_seconds": v.result.p95_ms / 1000.0,
+                    WINDOW_RATIO.name: float(v.result.failure_ratio),
+                    WINDOW_P95.name: v.result.p95_ms / 1000.0,
                 }
                 if v.result.calls
                 else {}
